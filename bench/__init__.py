@@ -1,0 +1,1 @@
+"""bench: command-line programs (absl)."""

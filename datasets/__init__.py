@@ -1,0 +1,1 @@
+"""datasets: command-line programs (absl)."""

@@ -1,0 +1,1 @@
+"""export: command-line programs (absl)."""

@@ -1,0 +1,115 @@
+"""Checks shared by every model test: output shapes, config round trip, .keras save/load.
+
+Usage (inside a test)::
+
+    outputs = helpers.run_model_checks(model, inputs, expected_shapes={"depth": (2, 64, 64, 1)},
+                                       tmp_path=tmp_path)
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def _as_dict(outputs: Any) -> dict[str, np.ndarray]:
+    if isinstance(outputs, Mapping):
+        return {key: keras.ops.convert_to_numpy(value) for key, value in outputs.items()}
+    if isinstance(outputs, (list, tuple)):
+        return {str(index): keras.ops.convert_to_numpy(value) for index, value in enumerate(outputs)}
+    return {"output": keras.ops.convert_to_numpy(outputs)}
+
+
+def assert_output_shapes(outputs: Any, expected_shapes: Mapping[str, tuple]) -> None:
+    """Every named output has the expected shape (``None`` in an expected dim matches any)."""
+    named = _as_dict(outputs)
+    for name, expected in expected_shapes.items():
+        assert name in named, f"missing output {name!r}; outputs are {sorted(named)}"
+        actual = named[name].shape
+        assert len(actual) == len(expected) and all(
+            e is None or e == a for e, a in zip(expected, actual)), (
+                f"output {name!r}: shape {actual}, expected {expected}")
+
+
+def assert_outputs_close(first: Any, second: Any, atol: float = 1e-5, rtol: float = 1e-5) -> None:
+    first, second = _as_dict(first), _as_dict(second)
+    assert sorted(first) == sorted(second), (sorted(first), sorted(second))
+    for name in first:
+        np.testing.assert_allclose(first[name], second[name], atol=atol, rtol=rtol,
+                                   err_msg=f"output {name!r} differs")
+
+
+def assert_config_round_trip(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """``from_config(get_config())`` rebuilds an equal config (every argument is stored)."""
+    config = layer.get_config()
+    rebuilt = layer.__class__.from_config(config)
+    assert rebuilt.get_config() == config, "get_config() of the rebuilt layer differs"
+    return rebuilt
+
+
+def assert_keras_file_round_trip(model: keras.Model, inputs: Any, tmp_path: Any,
+                                 atol: float = 1e-5) -> keras.Model:
+    """Saves ``model`` as ``.keras``, reloads it WITHOUT custom_objects and compares outputs."""
+    path = os.path.join(str(tmp_path), f"{model.name}.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path, compile=False)
+    assert_outputs_close(model(inputs, training=False), reloaded(inputs, training=False), atol=atol)
+    return reloaded
+
+
+def run_model_checks(model: keras.Model, inputs: Any, expected_shapes: Mapping[str, tuple],
+                     tmp_path: Any, check_config: bool = True, check_saving: bool = True,
+                     atol: float = 1e-5) -> dict[str, np.ndarray]:
+    """The standard battery: forward pass shapes + finiteness, config and .keras round trips."""
+    outputs = model(inputs, training=False)
+    assert_output_shapes(outputs, expected_shapes)
+    for name, value in _as_dict(outputs).items():
+        assert np.all(np.isfinite(value)), f"output {name!r} has non-finite values"
+    if check_config:
+        assert_config_round_trip(model)
+    if check_saving:
+        assert_keras_file_round_trip(model, inputs, tmp_path, atol=atol)
+    return _as_dict(outputs)
+
+
+def random_images(batch: int, size: int, channels: int, seed: int = 0,
+                  low: float = -1.0, high: float = 1.0) -> tf.Tensor:
+    """float32 [batch, size, size, channels] uniform in [low, high]."""
+    rng = np.random.default_rng(seed)
+    return tf.constant(rng.uniform(low, high, (batch, size, size, channels)).astype(np.float32))
+
+
+def random_masks(batch: int, size: int, num_classes: int = 7, seed: int = 0) -> tf.Tensor:
+    """float32 [batch, size, size, num_classes] one-hot masks of random class indices."""
+    rng = np.random.default_rng(seed)
+    indices = rng.integers(0, num_classes, (batch, size, size))
+    return tf.one_hot(indices, num_classes, dtype=tf.float32)
+
+
+def make_face_example(index: int, size: int = 32, label: int = 0, with_depth: bool = True,
+                      with_mask: bool = True, **overrides: Any):
+    """A small, fully populated schema.FaceExample with a depth 'bump' and a centred mask.
+
+    RGB encodes ``index`` so examples are distinguishable after decoding (pixel [0, 0, 0]).
+    """
+    from tf_rgbd.data import schema
+
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    radius = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2) ** 0.5
+    face = radius < size * 0.4
+    rgb = np.full((size, size, 3), 40, np.uint8)
+    rgb[face] = (200, 150, 120)
+    rgb[0, 0] = (index % 256, label % 256, 7)
+    depth = np.where(face, 600.0 + radius * 2.0, 0.0).astype(np.float32)
+    mask = np.where(face, 1, 0).astype(np.uint8)
+    mask[int(size * 0.4):int(size * 0.6), int(size * 0.45):int(size * 0.55)] = 5  # nose
+    landmarks = np.array([[0.35, 0.4], [0.65, 0.4], [0.5, 0.55], [0.38, 0.7], [0.62, 0.7]],
+                         np.float32) * size
+    fields = dict(example_id=f"test/{index:05d}", rgb=rgb, label=label, subject=f"s{label:03d}",
+                  dataset="unit", domain="synthetic", depth=depth if with_depth else None,
+                  mask=mask if with_mask else None, landmarks5=landmarks)
+    fields.update(overrides)
+    return schema.FaceExample(**fields)

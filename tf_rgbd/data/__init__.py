@@ -1,0 +1,1 @@
+"""Data layer: example schema, sharded TFRecord writer, tf.data pipeline, protocols, sources."""

@@ -1,0 +1,180 @@
+"""Evaluation protocols: gallery and probe-subset example ids, stored as ``protocols/<name>.json``.
+
+A protocol names example ids of one split (normally ``test``): one ``gallery`` list (enrolment,
+usually one image per identity) and named ``probes`` subsets (e.g. ``expression``, ``pose``,
+``occlusion``, ``time``), as in the Lock3DFace / Bosphorus / BU-3DFE protocols.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Iterable, Mapping, Optional
+
+from tf_rgbd import io_utils
+
+PROTOCOLS_DIR = "protocols"
+
+
+class ProtocolError(ValueError):
+    """A protocol file is malformed or inconsistent with its dataset."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """Gallery and probe subsets of one split.
+
+    Attributes:
+      name: protocol name (also the file stem).
+      dataset: dataset name (as in the manifest).
+      split: the split whose example ids are listed.
+      gallery: example ids enrolled in the gallery.
+      probes: subset name -> example ids probed against the gallery.
+      description: free text (how the lists were chosen).
+    """
+
+    name: str
+    dataset: str
+    split: str
+    gallery: tuple[str, ...]
+    probes: Mapping[str, tuple[str, ...]]
+    description: str = ""
+
+    def all_probe_ids(self) -> tuple[str, ...]:
+        """Union of the probe subsets, in first-seen order."""
+        seen: dict[str, None] = {}
+        for ids in self.probes.values():
+            seen.update(dict.fromkeys(ids))
+        return tuple(seen)
+
+    def to_json_dict(self) -> dict:
+        return {"name": self.name, "dataset": self.dataset, "split": self.split,
+                "description": self.description, "gallery": list(self.gallery),
+                "probes": {key: list(ids) for key, ids in self.probes.items()},
+                "counts": {"gallery": len(self.gallery),
+                           **{key: len(ids) for key, ids in self.probes.items()}}}
+
+
+def validate_protocol(protocol: Protocol, known_ids: Optional[Iterable[str]] = None,
+                      subject_of: Optional[Mapping[str, str]] = None) -> None:
+    """Checks a protocol; raises :class:`ProtocolError` saying what is wrong.
+
+    Rules: a non-empty gallery without duplicates; every probe subset non-empty and disjoint from
+    the gallery; when ``known_ids`` is given, every id exists in the split; when ``subject_of``
+    (example id -> subject) is given, every probe's subject is enrolled in the gallery.
+    """
+    where = f"protocol {protocol.name!r}"
+    if not protocol.gallery:
+        raise ProtocolError(f"{where}: empty gallery")
+    if len(set(protocol.gallery)) != len(protocol.gallery):
+        raise ProtocolError(f"{where}: duplicate ids in the gallery")
+    gallery = set(protocol.gallery)
+    for subset, ids in protocol.probes.items():
+        if not ids:
+            raise ProtocolError(f"{where}: probe subset {subset!r} is empty")
+        overlap = gallery.intersection(ids)
+        if overlap:
+            raise ProtocolError(f"{where}: probe subset {subset!r} shares ids with the gallery, "
+                                f"e.g. {sorted(overlap)[:3]}")
+    if known_ids is not None:
+        known = set(known_ids)
+        for subset, ids in (("gallery", protocol.gallery), *protocol.probes.items()):
+            missing = [example_id for example_id in ids if example_id not in known]
+            if missing:
+                raise ProtocolError(f"{where}: {len(missing)} {subset} ids are not in split "
+                                    f"{protocol.split!r}, e.g. {missing[:3]}")
+    if subject_of is not None:
+        enrolled = {subject_of[example_id] for example_id in protocol.gallery}
+        for subset, ids in protocol.probes.items():
+            strangers = sorted({subject_of[i] for i in ids} - enrolled)
+            if strangers:
+                raise ProtocolError(f"{where}: probe subset {subset!r} has subjects missing from "
+                                    f"the gallery: {strangers[:5]}")
+
+
+def protocol_path(dataset_dir: str, name: str) -> str:
+    return os.path.join(dataset_dir, PROTOCOLS_DIR, f"{name}.json")
+
+
+def save_protocol(protocol: Protocol, path: str) -> None:
+    """Validates (structure only) and writes the protocol JSON atomically."""
+    validate_protocol(protocol)
+    io_utils.atomic_write_json(path, protocol.to_json_dict())
+
+
+def load_protocol(path: str, known_ids: Optional[Iterable[str]] = None) -> Protocol:
+    """Reads and validates a protocol file (and its ids against ``known_ids`` when given)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = json.load(handle)
+    except FileNotFoundError as error:
+        raise ProtocolError(f"protocol file {path} not found") from error
+    except json.JSONDecodeError as error:
+        raise ProtocolError(f"protocol file {path} is not valid JSON: {error}") from error
+    missing = [key for key in ("name", "dataset", "split", "gallery", "probes") if key not in raw]
+    if missing:
+        raise ProtocolError(f"protocol file {path} lacks keys {missing}")
+    protocol = Protocol(name=raw["name"], dataset=raw["dataset"], split=raw["split"],
+                        gallery=tuple(raw["gallery"]),
+                        probes={key: tuple(ids) for key, ids in raw["probes"].items()},
+                        description=raw.get("description", ""))
+    validate_protocol(protocol, known_ids)
+    return protocol
+
+
+def list_protocols(dataset_dir: str) -> list[str]:
+    """Names of the protocols stored with a dataset."""
+    folder = os.path.join(dataset_dir, PROTOCOLS_DIR)
+    if not os.path.isdir(folder):
+        return []
+    return sorted(name[:-5] for name in os.listdir(folder) if name.endswith(".json"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Protocol construction from written example records (tf_rgbd.data.writer.ExampleRecord).
+
+POSE_PROBE_MIN_YAW_DEG = 30.0
+
+
+def lock3dface_style_protocol(records, dataset: str, name: str = "lock3dface_style",
+                              split: str = "test") -> Protocol:
+    """Lock3DFace-style protocol over example records (sorted by example id).
+
+    gallery: per subject, the first session-1, neutral, frontal (|yaw|, |pitch| < 1 deg),
+    unoccluded example. Probe subsets (the rest of the split):
+      ``expression``: session 1, non-neutral, |yaw| <= 30, no occlusion;
+      ``pose``: session 1, |yaw| > 30 (any expression), no occlusion;
+      ``occlusion``: session 1, any occluder;
+      ``time``: sessions > 1 (everything acquired later).
+    Subjects without a gallery image are left out (and named in the description).
+    """
+    records = sorted(records, key=lambda record: record.example_id)
+    gallery: dict[str, str] = {}
+    for record in records:
+        frontal = abs(record.yaw_deg) < 1.0 and abs(record.pitch_deg) < 1.0
+        if (record.session == 1 and record.expression == "neutral" and frontal
+                and record.occlusion == "none" and record.subject not in gallery):
+            gallery[record.subject] = record.example_id
+    enrolled_ids = set(gallery.values())
+    probes: dict[str, list[str]] = {"expression": [], "pose": [], "occlusion": [], "time": []}
+    for record in records:
+        if record.subject not in gallery or record.example_id in enrolled_ids:
+            continue
+        if record.session > 1:
+            probes["time"].append(record.example_id)
+        elif record.occlusion != "none":
+            probes["occlusion"].append(record.example_id)
+        elif abs(record.yaw_deg) > POSE_PROBE_MIN_YAW_DEG:
+            probes["pose"].append(record.example_id)
+        elif record.expression != "neutral":
+            probes["expression"].append(record.example_id)
+    missing = sorted({record.subject for record in records} - set(gallery))
+    description = ("gallery: first session-1 neutral frontal unoccluded image per subject; probes: "
+                   "expression (session 1, |yaw|<=30), pose (|yaw|>30), occlusion, time "
+                   "(session>1)")
+    if missing:
+        description += f"; {len(missing)} subjects without a gallery image left out: {missing[:10]}"
+    return Protocol(name=name, dataset=dataset, split=split,
+                    gallery=tuple(sorted(gallery.values())),
+                    probes={key: tuple(ids) for key, ids in probes.items() if ids},
+                    description=description)

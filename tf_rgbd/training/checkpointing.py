@@ -1,0 +1,120 @@
+"""Exact checkpoint + resume for multi-model, multi-optimiser runs.
+
+``keras.callbacks.BackupAndRestore`` restores only the epoch and silently drops optimiser state
+when an optimiser was not built before ``fit`` (PITFALLS.md #2). :class:`RunCheckpoint` wraps
+``tf.train.Checkpoint`` + ``tf.train.CheckpointManager`` over every model, every optimiser and a
+global step counter, so a resumed run continues from exactly the saved optimiser step.
+
+Usage::
+
+    with strategy.scope():
+        ...build models and optimisers (strategy.build_optimizers)...
+    run_checkpoint = RunCheckpoint(model_dir, generator=generator, discriminator=discriminator,
+                                   generator_optimizer=g_opt, discriminator_optimizer=d_opt)
+    start_step = run_checkpoint.restore_latest()      # 0 for a fresh run
+    ...train, calling run_checkpoint.save(step) (callbacks.CheckpointCallback does it)...
+
+Checkpoints live in ``<model_dir>/checkpoints/ckpt-<step>``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import tensorflow as tf
+
+CHECKPOINT_SUBDIR = "checkpoints"
+
+
+class SavingBlockedError(RuntimeError):
+    """``save`` was called after the run was marked unsafe to save (e.g. by the NaN guard)."""
+
+
+class RunCheckpoint:
+    """Checkpoints models, optimisers and a global step counter of one run directory.
+
+    Args:
+      model_dir: the run directory; checkpoints go to ``<model_dir>/checkpoints``.
+      max_to_keep: how many recent checkpoints to keep.
+      **trackables: everything to save, by name (keras models/layers, optimisers,
+        ``tf.Variable``s). Names are the checkpoint keys: keep them stable across versions.
+        ``step`` is reserved for the global step counter.
+
+    Attributes:
+      step: int64 ``tf.Variable``, the global optimiser step of the last save/restore.
+      directory: where the checkpoints are written.
+    """
+
+    def __init__(self, model_dir: str, max_to_keep: int = 3, **trackables):
+        if "step" in trackables:
+            raise ValueError("RunCheckpoint: 'step' is reserved for the global step counter; "
+                             "rename that trackable")
+        if not trackables:
+            raise ValueError("RunCheckpoint needs at least one model/optimizer to save")
+        self.model_dir = model_dir
+        self.directory = os.path.join(model_dir, CHECKPOINT_SUBDIR)
+        # Assigned from Python between steps only (cross-replica context under a strategy).
+        with tf.init_scope():
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self.trackable_names = tuple(sorted(trackables))
+        self.checkpoint = tf.train.Checkpoint(step=self.step, **trackables)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory,
+                                                  max_to_keep=max_to_keep)
+        self._blocked_reason: Optional[str] = None
+
+    @property
+    def latest_path(self) -> Optional[str]:
+        """Prefix of the newest checkpoint (``.../ckpt-<step>``), or None when there is none."""
+        return self.manager.latest_checkpoint
+
+    def restore_latest(self) -> int:
+        """Restores the newest checkpoint, if any.
+
+        Models and optimisers must be built first (variables that do not exist yet are not
+        restored). Every saved object must find its match, so a changed architecture fails
+        loudly here instead of training from a half-restored state.
+
+        Returns:
+          The restored global step, 0 when the directory has no checkpoint.
+        """
+        path = self.latest_path
+        if path is None:
+            self.step.assign(0)
+            return 0
+        status = self.checkpoint.restore(path)
+        try:
+            status.assert_existing_objects_matched()
+        except AssertionError as error:
+            raise RuntimeError(
+                f"checkpoint {path} does not match the models/optimisers built for this run "
+                f"({', '.join(self.trackable_names)}): {error}. Use a fresh --model_dir or the "
+                "configuration the run was started with (see its config.json)") from error
+        return int(self.step.numpy())
+
+    def restore(self, path: str, expect_partial: bool = False) -> int:
+        """Restores a specific checkpoint prefix; returns its global step."""
+        status = self.checkpoint.restore(path)
+        if expect_partial:
+            status.expect_partial()
+        else:
+            status.assert_existing_objects_matched()
+        return int(self.step.numpy())
+
+    def save(self, step: int) -> str:
+        """Saves everything as ``ckpt-<step>``; returns the checkpoint prefix.
+
+        Raises:
+          SavingBlockedError: :meth:`block_saving` was called (the state is known to be bad).
+        """
+        if self._blocked_reason is not None:
+            raise SavingBlockedError(f"not saving step {step}: {self._blocked_reason}")
+        self.step.assign(int(step))
+        return self.manager.save(checkpoint_number=int(step))
+
+    def block_saving(self, reason: str) -> None:
+        """Refuses every later :meth:`save` (keeps the last good checkpoint the newest)."""
+        self._blocked_reason = reason
+
+    @property
+    def saving_blocked(self) -> bool:
+        return self._blocked_reason is not None

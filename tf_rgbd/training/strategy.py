@@ -1,0 +1,117 @@
+"""Distribution strategies and the two rules every custom ``train_step`` must follow under them.
+
+Usage (a trainer with several optimisers)::
+
+    strategy = build_strategy("mirrored")
+    with strategy.scope():
+        model = ...; model(dummy_batch)                    # build every variable
+        build_optimizers([(g_opt, generator.trainable_variables),
+                          (d_opt, discriminator.trainable_variables)])
+    model.fit(...)
+
+and inside ``train_step``::
+
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(per_example_loss)            # mean over the per-replica batch
+        scaled = replica_scaled(loss)                      # INSIDE the tape
+
+Why (measured with TF 2.19 / Keras 3.15, see PITFALLS.md #1): Keras sums gradients over
+replicas, so an unscaled per-replica mean gives an update ``num_replicas_in_sync`` times too large;
+scaling outside the tape gives ``None`` gradients; optimisers created lazily inside the replica
+function fail with "You must feed a value for placeholder tensor".
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+STRATEGY_NAMES = ("default", "mirrored", "multi_worker")
+
+
+def _configure_logical_cpus(count: int) -> None:
+    """Splits the first physical CPU into ``count`` logical devices (before TF initialises)."""
+    cpus = tf.config.list_physical_devices("CPU")
+    logical = tf.config.list_logical_devices("CPU")
+    if len(logical) == count:
+        return
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError as error:
+        raise RuntimeError(
+            f"cannot split the CPU into {count} logical devices: TensorFlow is already "
+            f"initialised with {len(logical)} logical CPU(s). Call build_strategy(..., "
+            f"num_logical_cpus={count}) before any tensor is created") from error
+
+
+def build_strategy(name: str = "default",
+                   num_logical_cpus: Optional[int] = None) -> tf.distribute.Strategy:
+    """Builds a ``tf.distribute.Strategy`` by name.
+
+    Args:
+      name: ``default`` (no distribution: the default strategy, one device), ``mirrored``
+        (synchronous data parallelism over the local GPUs, or over the logical CPUs when there
+        is no GPU and more than one logical CPU exists) or ``multi_worker``
+        (``MultiWorkerMirroredStrategy``; the cluster comes from the ``TF_CONFIG`` variable).
+      num_logical_cpus: for ``mirrored`` without GPUs: split the CPU into this many logical
+        devices first (only possible before TF initialises its devices). ``None`` uses the
+        logical CPUs that exist.
+
+    Returns:
+      The strategy. Create models and optimisers inside ``strategy.scope()``.
+    """
+    if name not in STRATEGY_NAMES:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {STRATEGY_NAMES}")
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus:
+        return tf.distribute.MirroredStrategy([device.name for device in gpus])
+    if num_logical_cpus is not None:
+        _configure_logical_cpus(num_logical_cpus)
+    cpus = tf.config.list_logical_devices("CPU")
+    # Variables on CPU and a plain all-reduce: NCCL does not exist without GPUs.
+    return tf.distribute.MirroredStrategy(
+        [device.name for device in cpus],
+        cross_device_ops=tf.distribute.ReductionToOneDevice(reduce_to_device=cpus[0].name))
+
+
+def replica_scaled(loss: tf.Tensor) -> tf.Tensor:
+    """Divides a per-replica mean loss by the number of replicas in sync.
+
+    Call it INSIDE the ``GradientTape`` on the value you differentiate. With one replica (the
+    default strategy) the loss is returned unchanged. The value to *report* is the unscaled loss.
+    """
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas == 1:
+        return loss
+    return loss / tf.cast(replicas, loss.dtype)
+
+
+def build_optimizers(pairs: Sequence[tuple[keras.optimizers.Optimizer, list]]
+                     ) -> list[keras.optimizers.Optimizer]:
+    """Builds each optimiser's slot variables for its variables; call inside ``strategy.scope()``.
+
+    Building before ``fit`` (and before restoring a checkpoint) is what makes optimiser state
+    distributable and restorable.
+
+    Args:
+      pairs: ``(optimizer, variables)`` for every optimiser of the model.
+
+    Returns:
+      The optimisers, in order.
+    """
+    optimizers = []
+    for optimizer, variables in pairs:
+        variables = list(variables)
+        if not variables:
+            raise ValueError(f"optimizer {optimizer.name!r} was given no variables; build the "
+                             "model (call it once on a batch) before building its optimisers")
+        if not optimizer.built:
+            optimizer.build(variables)
+        optimizers.append(optimizer)
+    return optimizers

@@ -1,0 +1,1 @@
+"""training: command-line programs (absl)."""
