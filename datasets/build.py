@@ -39,6 +39,29 @@ def define_flags() -> None:
     flags.DEFINE_string("preview", None, "Write a contact sheet PNG of a few examples here.")
     flags.DEFINE_string("morphable_model_dir", None,
                         "Synthetic: a 3DDFA-layout morphable model directory (see BUILD.md).")
+    flags.DEFINE_integer("heldout_subjects", -1,
+                         "Real datasets: last N subjects go to the test split (-1: the "
+                         "dataset's default, 0: none).")
+    flags.DEFINE_string("poses", "", "3D scans: extra renders, 'yaw:pitch,...' or a grid "
+                                     "'-30:30:15x-15:15:15' (degrees, inclusive).")
+    flags.DEFINE_float("face_width_mm", 200.0, "Face width R_x (Kinect crop, scan render width).")
+    flags.DEFINE_float("face_height_mm", 200.0, "Face height R_y of the Kinect crop.")
+    flags.DEFINE_float("min_score", 0.5, "Minimum MediaPipe face detection score.")
+    flags.DEFINE_enum("face_detector", "auto", ["auto", "short", "full"],
+                      "BlazeFace model: short range, full range, or short then full.")
+    flags.DEFINE_enum("multiple_faces", "largest", ["largest", "skip"],
+                      "Images with several faces: keep the largest (skip if ambiguous) or skip.")
+    flags.DEFINE_integer("min_face_px", 20, "Faces smaller than this are skipped (tiny_face).")
+    flags.DEFINE_enum("crop", "arcface", ["arcface", "depthnet"],
+                      "Photo alignment crop: tight ArcFace or looser DepthNet.")
+    flags.DEFINE_boolean("use_mediapipe", True,
+                         "Scans/Kinect: MediaPipe masks and landmarks (else geometric labels).")
+    flags.DEFINE_integer("frame_stride", 1, "Video sources: keep every n-th frame.")
+    flags.DEFINE_float("kinect_focal_px", 0.0,
+                       "Kinect depth focal length (px) without calibration (0: nominal).")
+    flags.DEFINE_string("expression_list", None,
+                        "FRGC: text/CSV of 'recording_id expression' lines.")
+    flags.DEFINE_float("texas_mm_per_pixel", 0.32, "Texas 3DFR range image spacing (mm).")
     flags.mark_flag_as_required("output_dir")
 
 
@@ -79,8 +102,8 @@ def main(argv) -> Optional[int]:
     config = config_lib.from_flag_values(BuildConfig, FLAGS)
     manifest = build_dataset(config)
     print(writer.summarize_manifest(manifest))
-    new_examples = sum(1 for split in manifest["splits"].values() for _ in split["shards"])
-    print(f"wrote {config.output_dir}/manifest.json ({new_examples} shards, "
+    num_shards = sum(len(split["shards"]) for split in manifest["splits"].values())
+    print(f"wrote {config.output_dir}/manifest.json ({num_shards} shards, "
           f"{manifest['example_count']} examples, {manifest['skipped_count']} skipped, "
           f"{manifest['extra']['build_seconds']:.1f} s); protocols: "
           f"{', '.join(manifest['extra']['protocols']) or 'none'}"

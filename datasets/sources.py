@@ -18,6 +18,15 @@ from tf_rgbd.data import writer
 # name -> module implementing plan(config) -> BuildPlan.
 SOURCES: Mapping[str, str] = {
     "synthetic": "datasets.synthetic",
+    "bu3dfe": "datasets.bu3dfe",
+    "bosphorus": "datasets.bosphorus",
+    "frgc": "datasets.frgc",
+    "texas3dfr": "datasets.texas3dfr",
+    "biwi": "datasets.biwi",
+    "pandora": "datasets.pandora",
+    "lock3dface": "datasets.lock3dface",
+    "vggface2": "datasets.vggface2",
+    "folder": "datasets.folder",
 }
 
 

@@ -22,6 +22,25 @@ class BuildConfig:
       test_fraction: fraction of identities held out as the test split (disjoint identities).
       preview: optional PNG path of a contact sheet of a few examples.
       morphable_model_dir: optional 3DDFA-layout morphable model for the synthetic source.
+      heldout_subjects: real datasets: subjects (the last ones in sorted order) written to the
+        ``test`` split, the rest to ``train``; -1 = the dataset's default (BU-3DFE 10, Texas all
+        but 12, Bosphorus/FRGC/Lock3DFace all, Biwi/Pandora/folder none), 0 = none.
+      poses: 3D scans: pose augmentation renders besides the frontal one, as comma-separated
+        ``yaw:pitch`` pairs (degrees) or a grid ``Y0:Y1:STEP x P0:P1:STEP`` (inclusive).
+      face_width_mm, face_height_mm: physical face size R_x, R_y of the Kinect dynamic crop
+        (w = f_x R_x / D); ``face_width_mm`` is also the width of the scan renders.
+      min_score: minimum MediaPipe face detection score.
+      face_detector: ``auto`` (short range, then full range), ``short`` or ``full``.
+      multiple_faces: ``largest`` (skip only ambiguous images) or ``skip`` (any extra face).
+      min_face_px: faces smaller than this (pixels) are skipped as ``tiny_face``.
+      crop: 2D/RGB-D photo alignment: ``arcface`` (tight 5-point crop) or ``depthnet`` (looser).
+      use_mediapipe: scans and Kinect frames: label masks/landmarks with MediaPipe (False:
+        geometric labels only, faster).
+      frame_stride: video sources (Biwi, Pandora, Lock3DFace): keep every n-th frame.
+      kinect_focal_px: depth focal length in pixels for Kinect frames without calibration files
+        (0 = nominal by width: 365 for 512-px Kinect v2, 575.8 for 640-px Kinect v1).
+      expression_list: FRGC: optional text/CSV file of ``recording_id expression`` lines.
+      texas_mm_per_pixel: Texas 3DFR range images: x/y spacing and z step (mm per unit).
     """
 
     source: str
@@ -37,6 +56,20 @@ class BuildConfig:
     test_fraction: float = 0.25
     preview: Optional[str] = None
     morphable_model_dir: Optional[str] = None
+    heldout_subjects: int = -1
+    poses: str = ""
+    face_width_mm: float = 200.0
+    face_height_mm: float = 200.0
+    min_score: float = 0.5
+    face_detector: str = "auto"
+    multiple_faces: str = "largest"
+    min_face_px: int = 20
+    crop: str = "arcface"
+    use_mediapipe: bool = True
+    frame_stride: int = 1
+    kinect_focal_px: float = 0.0
+    expression_list: Optional[str] = None
+    texas_mm_per_pixel: float = 0.32
 
     def __post_init__(self):
         if self.on_error not in ("skip", "fail"):

@@ -118,6 +118,26 @@ def _shifted(image: np.ndarray, d_row: int, d_col: int, fill) -> np.ndarray:
     return out
 
 
+def nearest_per_pixel(pixel_index: np.ndarray, depth: np.ndarray, num_pixels: int
+                      ) -> np.ndarray:
+    """The z-buffer test: for every pixel that has entries, the index of its nearest entry.
+
+    Args:
+      pixel_index: int [N] flat pixel index of each entry (0..num_pixels-1).
+      depth: float [N] depth of each entry.
+      num_pixels: number of pixels.
+    Returns:
+      int64 [P] indices into the entries, one per covered pixel, in increasing pixel order;
+      exact depth ties go to the lowest entry index (deterministic).
+    """
+    nearest = np.full(num_pixels, np.inf)
+    np.minimum.at(nearest, pixel_index, depth)
+    candidates = np.flatnonzero(depth == nearest[pixel_index])
+    first = np.full(num_pixels, pixel_index.size, np.int64)
+    np.minimum.at(first, pixel_index[candidates], candidates)
+    return first[first < pixel_index.size]
+
+
 def fill_depth_holes(depth_mm: np.ndarray, values: Optional[np.ndarray] = None,
                      max_hole_px: int = 1) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """Fills small interior holes (0 pixels surrounded by data) of a splatted depth map.
@@ -197,12 +217,7 @@ def points_to_depth(points_mm: np.ndarray, intrinsics: CameraIntrinsics, height:
         index = np.flatnonzero(in_front)[inside]
         pixel = rows[inside] * width + cols[inside]
         z = points[index, 2]
-        # Sort by (pixel, z): the first entry of each pixel run is the nearest point.
-        order = np.lexsort((z, pixel))
-        pixel_sorted = pixel[order]
-        first = np.ones(order.size, bool)
-        first[1:] = pixel_sorted[1:] != pixel_sorted[:-1]
-        winners = order[first]
+        winners = nearest_per_pixel(pixel, z, height * width)
         depth.reshape(-1)[pixel[winners]] = z[winners]
         if values_img is not None:
             values_img.reshape(-1, values.shape[1])[pixel[winners]] = values[index[winners]]

@@ -178,3 +178,45 @@ def lock3dface_style_protocol(records, dataset: str, name: str = "lock3dface_sty
                     gallery=tuple(sorted(gallery.values())),
                     probes={key: tuple(ids) for key, ids in probes.items() if ids},
                     description=description)
+
+
+def first_match_gallery_protocol(records, dataset: str, name: str, gallery_candidate,
+                                 probe_subsets, split: str = "test", description: str = "",
+                                 include=None) -> Protocol:
+    """A protocol with one gallery example per subject and predicate-defined probe subsets.
+
+    Records are taken in example-id order (the readers' ids sort chronologically within a
+    subject). The gallery is each subject's first record with ``gallery_candidate(record)``;
+    every other record of an enrolled subject goes into each subset whose predicate accepts it
+    (a record may be in several subsets). Subjects without a gallery candidate are left out and
+    named in the description; empty subsets are dropped.
+
+    Args:
+      records: ExampleRecord-like objects (``example_id``, ``subject`` + the attributes the
+        predicates read).
+      gallery_candidate: record -> bool.
+      probe_subsets: mapping subset name -> (record -> bool).
+      include: optional record -> bool applied first (e.g. drop pose-augmented renders).
+    """
+    records = sorted((r for r in records if include is None or include(r)),
+                     key=lambda record: record.example_id)
+    gallery: dict[str, str] = {}
+    for record in records:
+        if record.subject not in gallery and gallery_candidate(record):
+            gallery[record.subject] = record.example_id
+    enrolled_ids = set(gallery.values())
+    probes: dict[str, list[str]] = {subset: [] for subset in probe_subsets}
+    for record in records:
+        if record.subject not in gallery or record.example_id in enrolled_ids:
+            continue
+        for subset, accepts in probe_subsets.items():
+            if accepts(record):
+                probes[subset].append(record.example_id)
+    missing = sorted({record.subject for record in records} - set(gallery))
+    if missing:
+        description += (f"; {len(missing)} subjects without a gallery candidate left out: "
+                        f"{missing[:10]}")
+    return Protocol(name=name, dataset=dataset, split=split,
+                    gallery=tuple(sorted(gallery.values())),
+                    probes={key: tuple(ids) for key, ids in probes.items() if ids},
+                    description=description)

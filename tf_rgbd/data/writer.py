@@ -331,9 +331,13 @@ def _write_one_shard(output_dir: str, shard_name: str, outcomes: Iterable[_TaskO
 
 
 def _remove_stale_shards(output_dir: str, split: str, num_shards: int) -> None:
-    """Removes shards of ``split`` from an earlier run with a different shard count."""
+    """Removes what an earlier run of ``split`` left behind: temporary files of a killed writer
+    and shards (with their sidecars) of a run with a different shard count."""
     suffix = f"-of-{num_shards:05d}.tfrecord"
     for name in os.listdir(output_dir):
+        if name.startswith(f".tmp-{split}-"):
+            os.remove(os.path.join(output_dir, name))
+            continue
         if name.startswith(f"{split}-") and ".tfrecord" in name and not name.startswith(".tmp-"):
             if suffix not in name:
                 os.remove(os.path.join(output_dir, name))

@@ -10,7 +10,9 @@ For a branch m in {RGB, D} with partner n:
 * (10-11) L_SA^{m,n} = rho^{m,n} (1 - cos(f_id^m, f_id^n)),
          rho^{m,n} = exp(beta (L_id^m - L_id^n)) - 1 if L_id^m > L_id^n else 0,
          rho is a constant (stop-gradient) and f_id^n is the target (stop-gradient by default),
-         so only the weaker branch is pulled towards the stronger one.
+         so only the weaker branch is pulled towards the stronger one. A configurable cap on
+         L_id^m - L_id^n inside the exponential (``sa_max_loss_gap``, default 1, ``inf`` = as
+         printed) keeps ArcFace-sized loss gaps from overflowing rho.
 * (12-13) L_dis^m = -(1/N) sum_k log softmax(C_id(f_style^m))_k
                     -(1/M) sum_j log softmax(C_style(f_id^m))_j
          (cross-entropy against the uniform distribution; the printed formula lacks the minus
@@ -29,7 +31,12 @@ from typing import Mapping, Optional, Sequence
 
 import tensorflow as tf
 
-LOSS_TERMS = ("cls", "sa", "cmfl", "dis")
+from tf_rgbd.config.recognizer import LOSS_TERMS, RecognizerLossConfig
+
+__all__ = ["LOSS_TERMS", "BranchOutputs", "branch_losses", "classification_loss",
+           "identity_loss", "cross_modal_focal_loss", "alignment_weight",
+           "semantic_alignment_loss", "uniform_cross_entropy", "disentanglement_loss"]
+
 _EPSILON = 1e-12
 
 
@@ -84,27 +91,34 @@ def cross_modal_focal_loss(logits_m: tf.Tensor, logits_n: tf.Tensor, labels: tf.
 
 
 def alignment_weight(identity_loss_m: tf.Tensor, identity_loss_n: tf.Tensor,
-                     beta: float = 2.0) -> tf.Tensor:
-    """rho^{m,n} (eq. 11): exp(beta (L_m - L_n)) - 1 when L_m > L_n, else 0; no gradient."""
-    difference = tf.stop_gradient(identity_loss_m - identity_loss_n)
-    return tf.where(difference > 0.0, tf.exp(beta * difference) - 1.0, tf.zeros_like(difference))
+                     beta: float = 2.0, max_loss_gap: float = float("inf")) -> tf.Tensor:
+    """rho^{m,n} (eq. 11): exp(beta (L_m - L_n)) - 1 when L_m > L_n, else 0; no gradient.
+
+    ``max_loss_gap`` caps L_m - L_n inside the exponential (a numerical guard; ``inf`` = the
+    printed formula).
+    """
+    difference = tf.stop_gradient(tf.cast(identity_loss_m - identity_loss_n, tf.float32))
+    capped = tf.minimum(difference, max_loss_gap)
+    return tf.where(difference > 0.0, tf.exp(beta * capped) - 1.0, tf.zeros_like(difference))
 
 
 def semantic_alignment_loss(features_m: tf.Tensor, features_n: tf.Tensor,
                             identity_loss_m: tf.Tensor, identity_loss_n: tf.Tensor,
-                            beta: float = 2.0, stop_gradient_target: bool = True) -> tf.Tensor:
+                            beta: float = 2.0, stop_gradient_target: bool = True,
+                            max_loss_gap: float = float("inf")) -> tf.Tensor:
     """L_SA^{m,n} (eq. 10): rho^{m,n} * mean_b (1 - cos(f_id^m_b, f_id^n_b)).
 
     Args:
       features_m, features_n: float32 [B, D] identity features of the two branches.
       identity_loss_m, identity_loss_n: scalar L_id of the branches (batch means).
       stop_gradient_target: f_id^n is the (constant) target the weaker branch moves towards.
+      max_loss_gap: see :func:`alignment_weight`.
     """
     if stop_gradient_target:
         features_n = tf.stop_gradient(features_n)
     cosine = tf.reduce_sum(tf.math.l2_normalize(features_m, axis=-1)
                            * tf.math.l2_normalize(features_n, axis=-1), axis=-1)
-    rho = alignment_weight(identity_loss_m, identity_loss_n, beta)
+    rho = alignment_weight(identity_loss_m, identity_loss_n, beta, max_loss_gap)
     return rho * tf.reduce_mean(1.0 - cosine)
 
 
@@ -127,28 +141,6 @@ def disentanglement_loss(identity_logits_of_style: tf.Tensor,
             + uniform_cross_entropy(style_logits_of_identity))
 
 
-@dataclasses.dataclass(frozen=True)
-class LossSettings:
-    """Which terms are on and their hyper-parameters (eq. 8-15)."""
-
-    terms: tuple[str, ...] = LOSS_TERMS
-    lambda_cls: float = 0.5
-    lambda_cmfl: float = 0.5
-    lambda_sa: float = 0.05
-    lambda_dis: float = 0.5
-    cmfl_alpha: float = 1.0
-    cmfl_gamma: float = 3.0
-    cmfl_stop_gradient: bool = True
-    sa_beta: float = 2.0
-    sa_stop_gradient_target: bool = True
-
-    def __post_init__(self):
-        unknown = sorted(set(self.terms) - set(LOSS_TERMS))
-        if unknown or not self.terms:
-            raise ValueError(f"loss terms {self.terms}: unknown {unknown}; choose a non-empty "
-                             f"subset of {LOSS_TERMS}")
-
-
 @dataclasses.dataclass
 class BranchOutputs:
     """What the losses need from one branch (all float32; B = batch, C = identities).
@@ -169,7 +161,7 @@ class BranchOutputs:
 
 
 def branch_losses(outputs: Mapping[str, BranchOutputs], labels: tf.Tensor,
-                  style_labels: Mapping[str, int], settings: LossSettings) -> dict:
+                  style_labels: Mapping[str, int], settings: RecognizerLossConfig) -> dict:
     """L_total^m and its terms for every branch in ``outputs`` (1 or 2 branches).
 
     Cross-modal terms (``cmfl``, ``sa``) need two branches and are skipped (0) with one.
@@ -186,27 +178,28 @@ def branch_losses(outputs: Mapping[str, BranchOutputs], labels: tf.Tensor,
         partner = next((other for other in branches if other != name), None)
         total = tf.constant(0.0)
         results[f"id_{name}"] = identity[name]
-        if "cls" in settings.terms:
+        if "cls" in settings.losses:
             term = classification_loss(mine.id_logits, labels, mine.style_logits,
                                        style_labels[name])
             results[f"cls_{name}"] = term
             total += settings.lambda_cls * term
-        if partner is not None and "cmfl" in settings.terms:
+        if partner is not None and "cmfl" in settings.losses:
             term = cross_modal_focal_loss(mine.id_logits, outputs[partner].id_logits, labels,
                                           settings.cmfl_alpha, settings.cmfl_gamma,
                                           settings.cmfl_stop_gradient)
             results[f"cmfl_{name}"] = term
             total += settings.lambda_cmfl * term
-        if partner is not None and "sa" in settings.terms:
+        if partner is not None and "sa" in settings.losses:
             term = semantic_alignment_loss(mine.identity_features,
                                            outputs[partner].identity_features, identity[name],
                                            identity[partner], settings.sa_beta,
-                                           settings.sa_stop_gradient_target)
+                                           settings.sa_stop_gradient_target,
+                                           settings.sa_max_loss_gap)
             results[f"sa_{name}"] = term
             results[f"rho_{name}"] = alignment_weight(identity[name], identity[partner],
-                                                      settings.sa_beta)
+                                                      settings.sa_beta, settings.sa_max_loss_gap)
             total += settings.lambda_sa * term
-        if "dis" in settings.terms:
+        if "dis" in settings.losses:
             if mine.dis_identity_logits is None or mine.dis_style_logits is None:
                 raise ValueError(f"branch {name!r}: the 'dis' term needs dis_identity_logits "
                                  "and dis_style_logits (computed with frozen classifiers)")

@@ -115,3 +115,29 @@ def build_optimizers(pairs: Sequence[tuple[keras.optimizers.Optimizer, list]]
             optimizer.build(variables)
         optimizers.append(optimizer)
     return optimizers
+
+
+def make_distributable(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Makes a dict-of-tensors dataset safe for ``fit``/``evaluate`` under a strategy.
+
+    Keras 3.15 (``TFTrainer._maybe_symbolic_build``) reduces the first distributed batch with
+    ``strategy.reduce("MEAN", ...)`` before training, which fails on ``tf.bool`` ("Value for
+    attr 'T' of bool is not in the list of allowed values ... AddN") and on ``tf.string``
+    features. This casts bool features (``has_depth``, ``has_mask``) to float32 (1.0 / 0.0) and
+    drops string features (metadata such as ``example_id``). Harmless without a strategy.
+    """
+    spec = dataset.element_spec
+    if not isinstance(spec, dict):
+        return dataset
+    drop = [key for key, value in spec.items() if value.dtype == tf.string]
+    cast = [key for key, value in spec.items() if value.dtype == tf.bool]
+    if not drop and not cast:
+        return dataset
+
+    def convert(element):
+        element = {key: value for key, value in element.items() if key not in drop}
+        for key in cast:
+            element[key] = tf.cast(element[key], tf.float32)
+        return element
+
+    return dataset.map(convert, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

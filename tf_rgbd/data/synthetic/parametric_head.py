@@ -41,7 +41,7 @@ EXPRESSION_MODE_NAMES = ("smile", "mouth_open", "brow_raise", "frown", "squint",
 
 # Mean anatomy (mm, model frame).
 EYE_X, EYE_Y = 32.0, 0.0
-EYE_HALF_WIDTH, EYE_UPPER, EYE_LOWER = 14.0, 5.5, 3.8
+EYE_HALF_WIDTH, EYE_UPPER, EYE_LOWER = 14.0, 6.3, 4.3
 IRIS_RADIUS, PUPIL_RADIUS = 5.6, 2.2
 BROW_Y = -17.0
 NASION_Y, NOSE_TIP_Y, SUBNASALE_Y = -4.0, 34.0, 45.0
@@ -161,14 +161,14 @@ def _face_relief(x, y):
 
 def head_sdf(points: np.ndarray) -> np.ndarray:
     """Approximate signed distance (mm, < 0 inside) of the mean head at points float [..., 3]."""
-    cranium = _ellipsoid_sdf(points, np.array([0.0, -28.0, 12.0]), np.array([74.0, 96.0, 100.0]))
-    jaw = _ellipsoid_sdf(points, np.array([0.0, 40.0, -14.0]), np.array([61.0, 82.0, 82.0]))
+    cranium = _ellipsoid_sdf(points, np.array([0.0, -30.0, 12.0]), np.array([78.0, 92.0, 100.0]))
+    jaw = _ellipsoid_sdf(points, np.array([0.0, 40.0, -14.0]), np.array([62.0, 82.0, 82.0]))
     x, y, z = points[..., 0], points[..., 1], points[..., 2]
-    neck_radial = np.hypot(x / 1.08, z - 24.0) - 50.0
+    neck_radial = np.hypot(x / 1.05, z - 26.0) - 46.0
     neck = np.maximum(neck_radial, y - 210.0)
-    ears = _ellipsoid_sdf(np.stack([np.abs(x), y, z], axis=-1), np.array([73.0, 8.0, 14.0]),
+    ears = _ellipsoid_sdf(np.stack([np.abs(x), y, z], axis=-1), np.array([76.0, 8.0, 14.0]),
                           np.array([10.0, 28.0, 15.0]))
-    envelope = _smooth_min(_smooth_min(cranium, jaw, 24.0), neck, 20.0)
+    envelope = _smooth_min(_smooth_min(cranium, jaw, 24.0), neck, 12.0)
     envelope = _smooth_min(envelope, ears, 4.0)
     # The relief displaces the front of the envelope toward the camera.
     direction = points - RAY_ORIGIN
@@ -476,7 +476,11 @@ def build_parametric_head(dense_step_deg: float = 1.6) -> ParametricHead:
     front = _smoothstep(-20.0, -45.0, vertices[:, 2])
     weights = _region_weights(vertices, in_slit)
     parts = _assign_parts(vertices, weights, in_slit)
-    weights["cavity"] = _cavity(vertices, triangles)
+    cavity = _cavity(vertices, triangles)
+    # The three slit rows are nearly coincident: outside the mouth their Laplacian is noise.
+    slit_rows = np.isin(rows, mouth_rows)
+    cavity[slit_rows & ~in_slit] = 0.0
+    weights["cavity"] = cavity
 
     landmark_vertices = _landmark_vertices(vertices, parts, rows, mouth_rows, in_slit)
     return ParametricHead(

@@ -1,0 +1,119 @@
+"""Measures real-dataset build throughput with 1 and with N worker processes.
+
+    python -m bench.build_throughput --num_scans=400 --num_workers=2 --poses=-30:30:30x0
+
+Writes ``--num_scans`` Bosphorus ``.bnt`` scans (+ textures) of the parametric head into a
+temporary folder (the format and geometry of ``tests/datasets/writers.py``), then builds them
+with ``python -m datasets.build``'s library function, once with 1 worker and once with
+``--num_workers``, and prints wall times, scans/s and the speed-up. Worker processes are started
+with ``spawn`` (TensorFlow + MediaPipe import per worker), a fixed cost that a small build
+cannot amortise, so the start-up of such a pool (spawn N workers, unpickle the producer in
+each: the imports) is measured separately and a steady-state speed-up (start-up removed) is
+printed too. The machine's load average is printed
+because other jobs sharing the CPU change the result.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import shutil
+import tempfile
+import time
+
+import numpy as np
+from absl import app, flags
+
+from datasets import sources
+from datasets.build import build_dataset
+from tf_rgbd.config.data import BuildConfig
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("num_scans", 400, "Scans to build.")
+flags.DEFINE_integer("num_workers", 2, "Worker processes of the parallel build.")
+flags.DEFINE_integer("image_size", 112, "Output side in pixels.")
+flags.DEFINE_string("poses", "-30:30:30x0", "Pose-augmentation renders per scan (--poses).")
+flags.DEFINE_boolean("use_mediapipe", True, "Label renders with MediaPipe.")
+flags.DEFINE_string("work_dir", None, "Folder for the generated scans and outputs "
+                                      "(default: a temporary folder, removed afterwards).")
+
+
+def write_scans(root: str, num_scans: int) -> None:
+    """``num_scans`` Bosphorus scans of the parametric head, 10 per subject."""
+    from tests.datasets import writers  # the documented-format writers of the tests
+
+    grid = writers.scanner_grid()
+    rows, cols = grid["valid"].shape
+    uv = np.stack(np.meshgrid((np.arange(cols) + 0.5) / cols, (np.arange(rows) + 0.5) / rows),
+                  axis=-1)
+    for index in range(num_scans):
+        subject = f"bs{index // 10:03d}"
+        stem = f"{subject}_N_N_{index % 10}"
+        folder = os.path.join(root, subject)
+        os.makedirs(folder, exist_ok=True)
+        writers.write_bnt(os.path.join(folder, stem + ".bnt"), grid["xyz"], grid["valid"], uv,
+                          stem + ".png")
+        writers.write_rgb(os.path.join(folder, stem + ".png"), grid["rgb"])
+
+
+def _load_producer(data: bytes) -> int:
+    pickle.loads(data)
+    return os.getpid()
+
+
+def build_config(input_dir: str, output_dir: str, num_workers: int) -> BuildConfig:
+    return BuildConfig(source="bosphorus", input_dir=input_dir, output_dir=output_dir,
+                       image_size=FLAGS.image_size, num_shards=8, num_workers=num_workers,
+                       poses=FLAGS.poses, use_mediapipe=FLAGS.use_mediapipe)
+
+
+def pool_startup_seconds(config: BuildConfig, num_workers: int) -> float:
+    """Seconds to spawn ``num_workers`` processes that each unpickle the producer."""
+    data = pickle.dumps(sources.get_source("bosphorus").plan(config).produce)
+    start = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(num_workers) as pool:
+        pids = set(pool.map(_load_producer, [data] * (4 * num_workers), chunksize=1))
+    elapsed = time.perf_counter() - start
+    if len(pids) < num_workers:
+        print(f"note: only {len(pids)} of {num_workers} workers took a start-up task")
+    return elapsed
+
+
+def timed_build(input_dir: str, output_dir: str, num_workers: int) -> tuple[float, dict]:
+    config = build_config(input_dir, output_dir, num_workers)
+    start = time.perf_counter()
+    manifest = build_dataset(config, progress=False)
+    return time.perf_counter() - start, manifest
+
+
+def main(argv):
+    del argv
+    work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="build_throughput_")
+    try:
+        scans = os.path.join(work_dir, "scans")
+        write_scans(scans, FLAGS.num_scans)
+        load_before = os.getloadavg()
+        startup = pool_startup_seconds(build_config(scans, work_dir, FLAGS.num_workers),
+                                       FLAGS.num_workers)
+        one, manifest = timed_build(scans, os.path.join(work_dir, "out1"), 1)
+        many, manifest_many = timed_build(scans, os.path.join(work_dir, "outN"),
+                                          FLAGS.num_workers)
+        load_after = os.getloadavg()
+        assert manifest["example_count"] == manifest_many["example_count"]
+        examples = manifest["example_count"]
+        steady = one / (many - startup) if many > startup else float("nan")
+        print(f"build throughput ({FLAGS.num_scans} Bosphorus scans, {examples} examples, "
+              f"{FLAGS.image_size}px, poses '{FLAGS.poses}', mediapipe {FLAGS.use_mediapipe}, "
+              f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} -> "
+              f"{load_after[0]:.2f}):")
+        print(f"  1 worker : {one:7.2f} s  {FLAGS.num_scans / one:6.2f} scans/s")
+        print(f"  {FLAGS.num_workers} workers: {many:7.2f} s  {FLAGS.num_scans / many:6.2f} "
+              f"scans/s  (pool start-up ~{startup:.2f} s)")
+        print(f"  speed-up: {one / many:.2f}x wall, {steady:.2f}x without the pool start-up")
+    finally:
+        if FLAGS.work_dir is None:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,77 @@
+"""Conv/SE/IR-SE units and the CBAM spatial attention module."""
+import keras
+import numpy as np
+import pytest
+
+from tests import helpers
+from tf_rgbd.models import blocks
+
+
+def _wrap(layer, input_shape):
+    inputs = keras.Input(input_shape)
+    return keras.Model(inputs, layer(inputs), name=f"wrap_{layer.name}")
+
+
+def _checks(layer, input_shape, inputs, expected_shape, tmp_path):
+    """The shared battery on a functional wrapper, plus the layer's own config round trip
+    (the wrapper's config differs after rebuilding only by auto-generated input names)."""
+    outputs = helpers.run_model_checks(_wrap(layer, input_shape), inputs,
+                                       {"output": expected_shape}, tmp_path, check_config=False)
+    helpers.assert_config_round_trip(layer)
+    return outputs
+
+
+@pytest.mark.parametrize("strides,activation", [(1, "prelu"), (2, "relu"), (1, None)])
+def test_conv_bn_act(tmp_path, strides, activation):
+    outputs = _checks(blocks.ConvBNAct(8, 3, strides, activation, name="unit"), (16, 16, 3),
+                      helpers.random_images(2, 16, 3), (2, 16 // strides, 16 // strides, 8),
+                      tmp_path)
+    if activation == "relu":
+        assert outputs["output"].min() >= 0.0
+    helpers.assert_config_round_trip(blocks.ConvBNAct(8, 5, 2, "relu", bn_momentum=0.99))
+
+
+def test_squeeze_excitation_gates_channels(tmp_path):
+    layer = blocks.SqueezeExcitation(reduction=16, name="se")
+    inputs = helpers.random_images(2, 8, 32, low=0.1, high=1.0)
+    outputs = _checks(layer, (8, 8, 32), inputs, (2, 8, 8, 32), tmp_path)
+    # Bottleneck has 32 // 16 = 2 channels; a sigmoid gate only shrinks positive inputs.
+    assert layer.squeeze.kernel.shape == (1, 1, 32, 2)
+    ratio = outputs["output"] / np.asarray(inputs)
+    assert np.all(ratio > 0.0) and np.all(ratio < 1.0)
+    # The gate is one value per (image, channel).
+    np.testing.assert_allclose(ratio.std(axis=(1, 2)), 0.0, atol=1e-5)
+    # Tiny widths keep a 1-channel bottleneck instead of 0.
+    tiny = blocks.SqueezeExcitation(16)
+    tiny.build((None, 4, 4, 8))
+    assert tiny.squeeze.kernel.shape[-1] == 1
+
+
+@pytest.mark.parametrize("in_channels,filters,strides", [(8, 8, 1), (8, 8, 2), (8, 16, 2)])
+def test_ir_se_unit(tmp_path, in_channels, filters, strides):
+    unit = blocks.IRSEUnit(filters, strides, name="unit")
+    _checks(unit, (16, 16, in_channels), helpers.random_images(2, 16, in_channels),
+            (2, 16 // strides, 16 // strides, filters), tmp_path)
+    assert (unit.projection is not None) == (in_channels != filters)
+    # PReLU after the first conv, SE at the end of the residual branch.
+    assert isinstance(unit.conv1.act, keras.layers.PReLU)
+    assert unit.se.reduction == 16
+
+
+def test_spatial_attention_is_cbam(tmp_path):
+    layer = blocks.SpatialAttention(7, name="sam")
+    inputs = helpers.random_images(2, 12, 5)
+    outputs = _checks(layer, (12, 12, 5), inputs, (2, 12, 12, 1), tmp_path)
+    attention = outputs["output"]
+    assert np.all(attention > 0.0) and np.all(attention < 1.0)
+    # A 7x7 conv over [channel mean, channel max] + bias: check one pixel by hand.
+    kernel, bias = (np.asarray(weight) for weight in layer.conv.weights)
+    assert kernel.shape == (7, 7, 2, 1)
+    values = np.asarray(inputs)
+    pooled = np.stack([values.mean(-1), values.max(-1)], axis=-1)
+    padded = np.pad(pooled, ((0, 0), (3, 3), (3, 3), (0, 0)))
+    row, col = 5, 6
+    logit = np.sum(padded[0, row:row + 7, col:col + 7, :] * kernel[..., 0]) + bias[0]
+    assert attention[0, row, col, 0] == pytest.approx(1.0 / (1.0 + np.exp(-logit)), rel=1e-4)
+    # The same module serves maps of any width.
+    assert layer(helpers.random_images(1, 6, 64)).shape == (1, 6, 6, 1)

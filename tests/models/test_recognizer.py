@@ -1,0 +1,131 @@
+"""The segmentation-guided recognizer: shapes, modality switches, shared SAM, saving, export graph."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests import helpers
+from tf_rgbd.models import blocks, recognizer as recognizer_lib
+
+SIZE = 32
+
+
+def _inputs(batch=2, size=SIZE, seed=0):
+    return {"rgb": helpers.random_images(batch, size, 3, seed=seed),
+            "depth": helpers.random_images(batch, size, 1, seed=seed + 1, low=0.0),
+            "mask": helpers.random_masks(batch, size, seed=seed + 2)}
+
+
+def _tiny(modalities=recognizer_lib.MODALITIES, num_classes=5):
+    model = recognizer_lib.SegmentationGuidedRecognizer(
+        num_classes=num_classes, backbone="tiny", modalities=modalities, embedding_dim=16,
+        dropout_rate=0.0, name="recognizer")
+    model.build_for_size(SIZE)
+    return model
+
+
+def test_outputs_saving_and_classifier_weights(tmp_path):
+    model = _tiny()
+    inputs = _inputs()
+    expected = {"id_rgb": (2, 16), "style_rgb": (2, 16), "id_depth": (2, 16),
+                "style_depth": (2, 16), "attention_stage1": (2, SIZE // 2, SIZE // 2, 1),
+                "attention_stage3": (2, SIZE // 8, SIZE // 8, 1)}
+    helpers.run_model_checks(model, inputs, expected, tmp_path)
+    # The reloaded file also restores the (call-free) classifiers.
+    model.save(tmp_path / "again.keras")
+    reloaded = keras.saving.load_model(tmp_path / "again.keras", compile=False)
+    np.testing.assert_array_equal(reloaded.identity_classifier.class_weights,
+                                  model.identity_classifier.class_weights)
+    np.testing.assert_array_equal(reloaded.style_classifier.kernel, model.style_classifier.kernel)
+
+
+def test_mask_encoder_resolutions_at_112():
+    encoder = recognizer_lib.MaskEncoder((64, 128, 256))
+    maps = encoder(keras.Input((112, 112, 7)))
+    assert maps["stage1"].shape[1:] == (56, 56, 64)
+    assert maps["stage3"].shape[1:] == (14, 14, 256)
+
+
+def test_sam_is_one_shared_variable_set():
+    model = _tiny()
+    sams = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, blocks.SpatialAttention)]
+    assert len(sams) == 1
+    sam_ids = {id(variable) for variable in sams[0].trainable_variables}
+    assert len(sam_ids) == 2  # one 7x7x2x1 kernel + bias
+    assert sum(id(variable) in sam_ids for variable in model.trainable_variables) == 2
+    # Both branches depend on it: each branch's identity feature has a SAM gradient.
+    inputs = _inputs()
+    for branch in ("rgb", "depth"):
+        with tf.GradientTape() as tape:
+            features = model(inputs, training=True)[f"id_{branch}"]
+            value = tf.reduce_sum(tf.square(features))
+        gradients = tape.gradient(value, sams[0].trainable_variables)
+        assert all(g is not None and np.any(np.abs(g.numpy()) > 0) for g in gradients), branch
+
+
+def test_variable_groups_partition_the_model():
+    model = _tiny()
+    rgb, depth, shared = (model.branch_variables("rgb"), model.branch_variables("depth"),
+                          model.shared_variables())
+    ids = [id(variable) for variable in rgb + depth + shared]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {id(variable) for variable in model.trainable_variables}
+
+
+@pytest.mark.parametrize("modalities,branches", [(("rgb",), ("rgb",)),
+                                                 (("depth", "mask"), ("depth",)),
+                                                 (("rgb", "depth"), ("rgb", "depth"))])
+def test_modality_switches(modalities, branches):
+    model = _tiny(modalities)
+    outputs = model({key: value for key, value in _inputs().items() if key in modalities})
+    assert model.branches == branches
+    assert sorted(key for key in outputs if key.startswith("id_")) == sorted(
+        f"id_{branch}" for branch in branches)
+    assert ("attention_stage1" in outputs) == ("mask" in modalities)
+    assert (model.mask_encoder is not None) == ("mask" in modalities)
+    with pytest.raises(KeyError, match="lack"):
+        model({"mask": _inputs()["mask"]})
+
+
+def test_bad_modalities_are_rejected():
+    with pytest.raises(ValueError, match="no image branch"):
+        recognizer_lib.check_modalities(("mask",))
+    with pytest.raises(ValueError, match="unknown"):
+        recognizer_lib.check_modalities(("rgb", "thermal"))
+
+
+def test_inference_model_is_training_free_and_normalised(tmp_path):
+    model = _tiny()
+    inference = recognizer_lib.build_inference_model(model, SIZE)
+    assert sorted(inference.input_names if hasattr(inference, "input_names") else
+                  [tensor.name for tensor in inference.inputs]) == ["depth", "mask", "rgb"]
+    variable_ids = {id(variable) for variable in inference.weights}
+    assert not variable_ids & {id(v) for v in model.identity_classifier.weights}
+    assert not variable_ids & {id(v) for v in model.style_encoders["rgb"].weights}
+    for batch in (1, 3):  # dynamic batch
+        inputs = _inputs(batch, seed=batch)
+        outputs = inference(inputs)
+        reference = model(inputs, training=False)
+        for branch in ("rgb", "depth"):
+            embedding = np.asarray(outputs[f"id_{branch}"])
+            np.testing.assert_allclose(np.linalg.norm(embedding, axis=-1), 1.0, rtol=1e-5)
+            np.testing.assert_allclose(
+                embedding, np.asarray(tf.math.l2_normalize(reference[f"id_{branch}"], -1)),
+                atol=1e-5)
+    helpers.run_model_checks(inference, _inputs(2), {"id_rgb": (2, 16), "id_depth": (2, 16)},
+                             tmp_path, check_config=False)
+
+
+def test_select_inputs_and_depth_key():
+    batch = {"rgb": 1, "gt_depth": 2, "depth": 3, "mask": 4, "label": 5}
+    assert recognizer_lib.select_inputs(batch, ("rgb", "depth"), "gt_depth") == {
+        "rgb": 1, "depth": 2}
+    manifest = {"dataset": "d", "splits": {
+        "test": {"histograms": {"domain": {"generated": 4}}},
+        "train": {"histograms": {"domain": {"synthetic": 4}}}}}
+    assert recognizer_lib.resolve_depth_key(manifest, "test", "generated") == "depth"
+    assert recognizer_lib.resolve_depth_key(manifest, "test", "gt") == "gt_depth"
+    assert recognizer_lib.resolve_depth_key(manifest, "train", "gt") == "depth"
+    with pytest.raises(ValueError, match="augmented"):
+        recognizer_lib.resolve_depth_key(manifest, "train", "generated")

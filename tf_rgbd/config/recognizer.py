@@ -1,0 +1,248 @@
+"""Configs of the segmentation-guided RGB-D recognizer: model, losses, training, evaluation.
+
+Programs fill these from absl flags (``tf_rgbd.config.from_flag_values``; flag names equal
+field names) and save them as ``<model_dir>/config.json``. ``VARIANTS`` names the paper's
+ablation rows (Table 7: modalities, Table 8: loss terms) plus the RGB baseline, so every
+ablation is a flag (``--variant=...`` or ``--modalities``/``--losses``), not a code edit.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+MODALITIES = ("rgb", "depth", "mask")
+LOSS_TERMS = ("cls", "sa", "cmfl", "dis")
+DEPTH_SOURCES = ("gt", "generated")
+
+# Files of a run directory (written by tf_rgbd.training.rgbd_trainer.run_training and
+# tf_rgbd.eval.evaluate_recognizer).
+CONFIG_FILE = "config.json"
+RECOGNIZER_FILE = "recognizer.keras"
+INFERENCE_FILE = "recognizer_inference.keras"
+SUMMARY_FILE = "training_summary.json"
+METRICS_FILE = "recognition_metrics.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class RecognizerModelConfig:
+    """Architecture (see ``tf_rgbd.models.recognizer``).
+
+    Attributes:
+      backbone: ``ir_se50`` (paper), ``ir_se18`` or ``tiny`` (tests / CPU benches).
+      modalities: enabled inputs; at least one of rgb/depth. ``mask`` adds E^M + SAM attention.
+      image_size: S, square input side in pixels (divisible by 16; 112 in the paper).
+      embedding_dim: size of f_id and f_style.
+      dropout_rate: dropout of the identity embedding head.
+      margin_s, margin_m1, margin_m2, margin_m3: C_id CombinedMargin (ArcFace: 64, 1, 0.5, 0).
+    """
+
+    backbone: str = "ir_se50"
+    modalities: tuple[str, ...] = MODALITIES
+    image_size: int = 112
+    embedding_dim: int = 512
+    dropout_rate: float = 0.4
+    margin_s: float = 64.0
+    margin_m1: float = 1.0
+    margin_m2: float = 0.5
+    margin_m3: float = 0.0
+
+    def __post_init__(self):
+        unknown = sorted(set(self.modalities) - set(MODALITIES))
+        if unknown or not set(self.modalities) & {"rgb", "depth"}:
+            raise ValueError(f"modalities {self.modalities}: unknown {unknown}; choose from "
+                             f"{MODALITIES} with at least one of rgb/depth")
+        if self.image_size % 16:
+            raise ValueError(f"image_size {self.image_size} must be divisible by 16")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecognizerLossConfig:
+    """Loss switches and weights (paper eq. 8-15).
+
+    Attributes:
+      losses: enabled terms among ``cls``, ``sa``, ``cmfl``, ``dis``.
+      lambda_cls, lambda_cmfl, lambda_sa, lambda_dis: lambda0..lambda3 of eq. 14-15.
+      cmfl_alpha, cmfl_gamma: focal parameters of eq. 8.
+      cmfl_stop_gradient: treat the partner's true-class probability n_t as a constant.
+      sa_beta: beta of eq. 11.
+      sa_stop_gradient_target: treat the partner's f_id as a constant target in eq. 10.
+      sa_max_loss_gap: numerical guard, NOT in the paper: rho uses
+        min(L_id^m - L_id^n, sa_max_loss_gap), so rho <= exp(beta * gap) - 1 (6.39 by default).
+        With ArcFace (s = 64) the identity losses of the two branches differ by 10-20 nats early
+        in training and the printed rho (e^20 ... e^40) makes the first steps diverge to NaN
+        (measured on the tiny synthetic setup). ``inf`` gives the printed formula.
+    """
+
+    losses: tuple[str, ...] = LOSS_TERMS
+    lambda_cls: float = 0.5
+    lambda_cmfl: float = 0.5
+    lambda_sa: float = 0.05
+    lambda_dis: float = 0.5
+    cmfl_alpha: float = 1.0
+    cmfl_gamma: float = 3.0
+    cmfl_stop_gradient: bool = True
+    sa_beta: float = 2.0
+    sa_stop_gradient_target: bool = True
+    sa_max_loss_gap: float = 1.0
+
+    def __post_init__(self):
+        if not self.sa_max_loss_gap > 0:
+            raise ValueError(f"sa_max_loss_gap must be > 0 (inf = no guard), got "
+                             f"{self.sa_max_loss_gap}")
+        unknown = sorted(set(self.losses) - set(LOSS_TERMS))
+        if unknown or not self.losses:
+            raise ValueError(f"losses {self.losses}: unknown {unknown}; choose a non-empty "
+                             f"subset of {LOSS_TERMS}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecognizerTrainConfig:
+    """One training run.
+
+    Attributes:
+      data_dir: dataset directory (ground-truth RGB-D, or augmented D*/M* from
+        ``training/augment_dataset.py``).
+      model_dir: run directory (config.json, checkpoints/, logs/, recognizer.keras).
+      depth_source: ``gt`` (ground-truth depth: ``gt_depth`` of an augmented dataset, ``depth``
+        otherwise) or ``generated`` (``depth`` of an augmented dataset = D*).
+      split: training split.
+      strategy: ``default`` | ``mirrored`` | ``multi_worker``.
+      batch_size: GLOBAL batch size (256 in the paper).
+      epochs: training epochs.
+      steps_per_epoch: optimiser steps per epoch; 0 = one pass over the split.
+      learning_rate: initial SGD learning rate.
+      lr_decay_epochs: epochs at which the rate is multiplied by ``lr_decay_factor``.
+      momentum, weight_decay: SGD settings (weight decay is decoupled, Keras' ``weight_decay``).
+      augment: random flip / crop / colour jitter.
+      seed: data order, augmentation and initialisation seed.
+      checkpoint_every_steps: checkpoint period (optimiser steps).
+      max_to_keep: checkpoints kept.
+    """
+
+    data_dir: str = ""
+    model_dir: str = ""
+    depth_source: str = "gt"
+    split: str = "train"
+    strategy: str = "default"
+    batch_size: int = 256
+    epochs: int = 20
+    steps_per_epoch: int = 0
+    learning_rate: float = 0.1
+    lr_decay_epochs: tuple[int, ...] = (6, 10, 17)
+    lr_decay_factor: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    augment: bool = True
+    seed: int = 0
+    checkpoint_every_steps: int = 500
+    max_to_keep: int = 3
+
+    def __post_init__(self):
+        if self.depth_source not in DEPTH_SOURCES:
+            raise ValueError(f"depth_source must be one of {DEPTH_SOURCES}, got "
+                             f"{self.depth_source!r}")
+        if self.batch_size < 1 or self.epochs < 1 or self.steps_per_epoch < 0:
+            raise ValueError(f"bad schedule: batch_size={self.batch_size}, epochs={self.epochs}, "
+                             f"steps_per_epoch={self.steps_per_epoch}")
+        if list(self.lr_decay_epochs) != sorted(self.lr_decay_epochs):
+            raise ValueError(f"lr_decay_epochs must be increasing, got {self.lr_decay_epochs}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecognizerExperimentConfig:
+    """Everything a run needs; saved as ``<model_dir>/config.json``.
+
+    ``num_classes`` is filled from the training dataset's manifest when the run starts (0 until
+    then); evaluation rebuilds the model from it when only checkpoints exist.
+    """
+
+    model: RecognizerModelConfig = RecognizerModelConfig()
+    loss: RecognizerLossConfig = RecognizerLossConfig()
+    train: RecognizerTrainConfig = RecognizerTrainConfig()
+    variant: str = "custom"
+    num_classes: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class RecognizerEvalConfig:
+    """One evaluation of a trained recognizer.
+
+    Attributes:
+      data_dir: dataset directory holding the protocol's split and ``protocols/<name>.json``.
+      model_dir: trained run directory (reads ``recognizer.keras`` or its newest checkpoint).
+      protocol: protocol name (file stem under ``<data_dir>/protocols``).
+      depth_source: ``gt`` or ``generated`` (see :class:`RecognizerTrainConfig`).
+      output_dir: where metrics and pictures go ('' = ``<model_dir>/eval_<protocol>_<source>``).
+      batch_size: embedding extraction batch size.
+      flip_test: add the embedding of the horizontally flipped face before normalising.
+      max_rank: CMC ranks 1..max_rank.
+      tsne_identities: identities in the t-SNE picture.
+      attention_examples: probe faces in the attention-map picture.
+      make_plots: write the pictures.
+    """
+
+    data_dir: str = ""
+    model_dir: str = ""
+    protocol: str = "lock3dface_style"
+    depth_source: str = "gt"
+    output_dir: str = ""
+    batch_size: int = 64
+    flip_test: bool = True
+    max_rank: int = 10
+    tsne_identities: int = 9
+    attention_examples: int = 6
+    make_plots: bool = True
+
+    def __post_init__(self):
+        if self.depth_source not in DEPTH_SOURCES:
+            raise ValueError(f"depth_source must be one of {DEPTH_SOURCES}, got "
+                             f"{self.depth_source!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """A named ablation row: which modalities and which loss terms."""
+
+    modalities: tuple[str, ...]
+    losses: tuple[str, ...]
+    description: str
+
+
+VARIANTS: dict[str, Variant] = {
+    # The two runs of the "Done when" command.
+    "full": Variant(MODALITIES, LOSS_TERMS, "RGB + D + M, cls + SA + CMFL + dis (the method)"),
+    "rgb_baseline": Variant(("rgb",), ("cls",), "RGB only, ArcFace classification only"),
+    # Table 7: modalities (all losses; cross-modal terms vanish with one branch).
+    "t7_depth": Variant(("depth",), LOSS_TERMS, "D"),
+    "t7_depth_mask": Variant(("depth", "mask"), LOSS_TERMS, "D + M"),
+    "t7_rgb": Variant(("rgb",), LOSS_TERMS, "RGB"),
+    "t7_rgb_mask": Variant(("rgb", "mask"), LOSS_TERMS, "RGB + M"),
+    "t7_rgbd": Variant(("rgb", "depth"), LOSS_TERMS, "RGB + D"),
+    "t7_rgbd_mask": Variant(MODALITIES, LOSS_TERMS, "RGB + D + M"),
+    # Table 8: loss terms (RGB + D + M).
+    "t8_cls": Variant(MODALITIES, ("cls",), "L_cls"),
+    "t8_cls_sa": Variant(MODALITIES, ("cls", "sa"), "L_cls + L_SA"),
+    "t8_cls_sa_cmfl": Variant(MODALITIES, ("cls", "sa", "cmfl"), "L_cls + L_SA + L_CMFL"),
+    "t8_all": Variant(MODALITIES, LOSS_TERMS, "L_cls + L_SA + L_CMFL + L_dis"),
+}
+TABLE7_VARIANTS = ("t7_depth", "t7_depth_mask", "t7_rgb", "t7_rgb_mask", "t7_rgbd",
+                   "t7_rgbd_mask")
+TABLE8_VARIANTS = ("t8_cls", "t8_cls_sa", "t8_cls_sa_cmfl", "t8_all")
+
+
+def variant(name: str) -> Variant:
+    if name not in VARIANTS:
+        raise ValueError(f"unknown variant {name!r}; choose from {sorted(VARIANTS)}")
+    return VARIANTS[name]
+
+
+def apply_variant(config: RecognizerExperimentConfig, name: Optional[str]
+                  ) -> RecognizerExperimentConfig:
+    """``config`` with the variant's modalities and losses (``None``/"custom": unchanged)."""
+    if name in (None, "", "custom"):
+        return config
+    chosen = variant(name)
+    return dataclasses.replace(
+        config, variant=name,
+        model=dataclasses.replace(config.model, modalities=chosen.modalities),
+        loss=dataclasses.replace(config.loss, losses=chosen.losses))
