@@ -71,11 +71,12 @@ def build_dataset(config: BuildConfig, progress: bool = True) -> dict:
     plan = sources.get_source(config.source).plan(config)
     os.makedirs(config.output_dir, exist_ok=True)
     results = {}
-    for split, tasks in plan.splits.items():
-        results[split] = writer.write_split(
-            config.output_dir, split, tasks, plan.produce, num_shards=config.num_shards,
-            num_workers=config.num_workers, on_error=config.on_error, task_name=plan.task_name,
-            progress=progress)
+    # One worker pool for every split: each spawned worker pays the TensorFlow import once.
+    with writer.ProducerPool(plan.produce, config.num_workers) as pool:
+        for split, tasks in plan.splits.items():
+            results[split] = writer.write_split(
+                config.output_dir, split, tasks, plan.produce, num_shards=config.num_shards,
+                on_error=config.on_error, task_name=plan.task_name, progress=progress, pool=pool)
     protocol_names = []
     if plan.make_protocols is not None:
         records = {split: result.records for split, result in results.items()}

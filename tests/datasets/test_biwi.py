@@ -38,6 +38,12 @@ def _write(root, sequences=("01", "15")):
     return depth
 
 
+def test_sequences_map_to_people_and_sessions():
+    assert biwi.sequence_subject("03") == ("F03", 1)
+    assert biwi.sequence_subject("15") == ("F03", 2)
+    assert biwi.sequence_subject("my_recording") == ("my_recording", 1)
+
+
 def test_rle_round_trip(tmp_path):
     depth = _write(str(tmp_path))
     decoded = biwi_bin.read_depth_bin(str(tmp_path / "01" / "frame_00003_depth.bin"))

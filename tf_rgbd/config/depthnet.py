@@ -87,6 +87,8 @@ class TrainRunConfig:
       steps: total optimiser steps (0: ``epochs * steps_per_epoch``).
       steps_per_epoch: 0 = one pass over the training split (examples // batch_size).
       strategy: ``default`` | ``mirrored`` | ``multi_worker``.
+      num_logical_cpus: ``mirrored`` without GPUs: split the CPU into this many logical devices
+        (0: use the devices as they are). For testing distributed code on a CPU machine.
       init_from: checkpoint prefix, run directory or ``generator.keras`` to fine-tune from
         (used only when the run directory has no checkpoint to resume).
       jit_compile: XLA-compile the train/test steps.
@@ -108,6 +110,7 @@ class TrainRunConfig:
     steps: int = 0
     steps_per_epoch: int = 0
     strategy: str = "default"
+    num_logical_cpus: int = 0
     init_from: Optional[str] = None
     jit_compile: bool = False
     mixed_precision: bool = False

@@ -260,9 +260,6 @@ def _region_indices() -> list[tuple[int, tuple[int, ...]]]:
     def points(*edge_sets):
         return tuple(sorted({index for edges in edge_sets for edge in edges for index in edge}))
 
-    lips_outer = {edge for edge in connections.FACEMESH_LIPS
-                  if not set(edge) & {78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415,
-                                      310, 311, 312, 13, 82, 81, 80, 191}}
     return [
         (MASK_SKIN, points(connections.FACEMESH_FACE_OVAL)),
         (MASK_NOSE, points(connections.FACEMESH_NOSE)),
@@ -270,7 +267,7 @@ def _region_indices() -> list[tuple[int, tuple[int, ...]]]:
         (MASK_BROWS, points(connections.FACEMESH_RIGHT_EYEBROW)),
         (MASK_EYES, points(connections.FACEMESH_LEFT_EYE)),
         (MASK_EYES, points(connections.FACEMESH_RIGHT_EYE)),
-        (MASK_MOUTH, points(lips_outer)),
+        (MASK_MOUTH, points(connections.FACEMESH_LIPS)),  # hull = outer lip line
     ]
 
 
@@ -527,8 +524,8 @@ class FacePreprocessor:
             aligned = align_face(rgb, landmarks5, self.config.image_size, self.config.crop,
                                  depth=depth)
             size = self.config.image_size
-            mesh = self.analyzer.mesh_points(aligned.rgb, (0, 0, size, size * 1.0)) \
-                if size >= 64 else None
+            # The aligned crop is (nearly) all face: the mesh runs on it directly.
+            mesh = self.analyzer.mesh_points(aligned.rgb, (0.0, 0.0, size, size))
             if mesh is None:
                 return aligned
             return dataclasses.replace(aligned, mask=segment_from_mesh(mesh, size, size))

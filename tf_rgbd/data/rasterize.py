@@ -124,13 +124,17 @@ def _fragments(vertices: np.ndarray, triangles: np.ndarray, intrinsics: CameraIn
     box_cols = (col_max[index] - box_col_min + 1).astype(np.int64)
     box_rows = (row_max[index] - box_row_min + 1).astype(np.int64)
 
+    # Candidates are laid out triangle after triangle, so per-triangle values are expanded
+    # with np.repeat (a copy), which is much cheaper than gathering them by index.
     counts = box_cols * box_rows
     owner = np.repeat(np.arange(index.size), counts)              # [N] candidate's triangle
     first = np.cumsum(counts) - counts
-    offset_row, offset_col = np.divmod(np.arange(owner.size) - first[owner], box_cols[owner])
-    cols = (box_col_min[owner] + offset_col).astype(np.float64)
-    rows = (box_row_min[owner] + offset_row).astype(np.float64)
-    k = coefficients[:6, owner]
+    within_box = np.arange(owner.size, dtype=np.float64) - np.repeat(first, counts)
+    box_width = np.repeat(box_cols.astype(np.float64), counts)
+    offset_row = np.floor(within_box / box_width)
+    cols = np.repeat(box_col_min, counts) + (within_box - offset_row * box_width)
+    rows = np.repeat(box_row_min, counts) + offset_row
+    k = np.repeat(coefficients[:6], counts, axis=1)
     w0 = k[0] * cols + k[1] * rows + k[2]
     w1 = k[3] * cols + k[4] * rows + k[5]
     inside = np.flatnonzero((w0 >= -_EDGE_EPSILON) & (w1 >= -_EDGE_EPSILON)
@@ -200,7 +204,8 @@ def rasterize_mesh(vertices_mm: np.ndarray, triangles: np.ndarray,
     # Perspective-correct barycentrics: b_i = (w_i / z_i) / sum_j (w_j / z_j) = w_i * z / z_i.
     corners = fragments.corners[owner]                           # [P, 3]
     perspective = weights * depth[:, None] / vertices[corners, 2]
-    perspective /= np.maximum(perspective.sum(axis=1, keepdims=True), 1e-12)
+    total = perspective[:, 0] + perspective[:, 1] + perspective[:, 2]
+    perspective /= np.maximum(total, 1e-12)[:, None]
 
     num_pixels = height * width
     depth_image = np.zeros(num_pixels, np.float32)
@@ -230,7 +235,8 @@ def rasterize_mesh(vertices_mm: np.ndarray, triangles: np.ndarray,
             raise ValueError(f"vertex_labels must be [V] = [{vertices.shape[0]}], "
                              f"got {vertex_labels.shape}")
         labels = np.full(num_pixels, background_label, vertex_labels.dtype)
-        nearest_corner = np.argmax(perspective, axis=1)
+        # From the stored float32 weights, so rasterize_labels() reproduces these labels.
+        nearest_corner = np.argmax(barycentric[pixel], axis=1)
         labels[pixel] = vertex_labels[corners[np.arange(corners.shape[0]), nearest_corner]]
         labels = labels.reshape(height, width)
 

@@ -180,6 +180,40 @@ def _run_task_in_worker(args: tuple) -> _TaskOutcome:
     return _run_task(_WORKER_PRODUCE, task_index, task, on_error, task_name)
 
 
+class ProducerPool:
+    """Worker processes that run one producer; share one across the splits of a build.
+
+    Workers are started with ``spawn`` (TensorFlow is not fork-safe), so each pays the
+    TensorFlow import once: seconds that a per-split pool would pay again for every split.
+    With ``num_workers <= 1`` no process is started and tasks run in the caller; otherwise the
+    workers start on the first tasks (a resumed build with nothing left to do starts none).
+    """
+
+    def __init__(self, produce: Callable[[Any], Iterable[schema.FaceExample]], num_workers: int):
+        self.produce = produce
+        self.num_workers = num_workers
+        self._pool = None
+
+    def __enter__(self) -> "ProducerPool":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def outcomes(self, arguments: Sequence[tuple]) -> Iterator[_TaskOutcome]:
+        """Runs ``(task_index, task, on_error, task_name)`` tuples, results in order."""
+        if self.num_workers <= 1:
+            return (_run_task(self.produce, *argument) for argument in arguments)
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")
+            self._pool = context.Pool(self.num_workers, initializer=_init_worker,
+                                      initargs=(self.produce,))
+        return self._pool.imap(_run_task_in_worker, arguments, chunksize=4)
+
+
 # ---------------------------------------------------------------------------------------------
 # Shard verification (resume).
 
@@ -205,7 +239,8 @@ def _load_verified_index(output_dir: str, shard_name: str, tasks_digest: str) ->
 def write_split(output_dir: str, split: str, tasks: Sequence[Any],
                 produce: Callable[[Any], Iterable[schema.FaceExample]], num_shards: int,
                 num_workers: int = 1, on_error: str = "skip",
-                task_name: Callable[[Any], str] = str, progress: bool = True) -> SplitResult:
+                task_name: Callable[[Any], str] = str, progress: bool = True,
+                pool: Optional[ProducerPool] = None) -> SplitResult:
     """Writes the examples produced from ``tasks`` as ``num_shards`` TFRecord shards.
 
     Args:
@@ -221,6 +256,8 @@ def write_split(output_dir: str, split: str, tasks: Sequence[Any],
         task that raises anything, :class:`SkipExample` included).
       task_name: how a task is named in the skipped table and in errors.
       progress: show a tqdm bar over tasks.
+      pool: a started :class:`ProducerPool` of the same ``produce`` to reuse (its worker count
+        wins over ``num_workers``); by default a pool is started for this split when needed.
 
     Returns:
       A :class:`SplitResult`. Example ids must be unique within the split (raises otherwise).
@@ -261,31 +298,25 @@ def write_split(output_dir: str, split: str, tasks: Sequence[Any],
     pending_tasks = sum(ranges[i][1] - ranges[i][0] for i in pending)
     bar = tqdm(total=pending_tasks, desc=f"{split}", unit="task", disable=not progress,
                dynamic_ncols=True)
-    pool = None
+    own_pool = None
+    if pool is None:
+        own_pool = pool = ProducerPool(produce, num_workers).__enter__()
     try:
-        if num_workers > 1 and pending_tasks:
-            context = multiprocessing.get_context("spawn")
-            pool = context.Pool(num_workers, initializer=_init_worker, initargs=(produce,))
         for shard_index in pending:
             first, stop = ranges[shard_index]
             shard_name = shard_file_name(split, shard_index, num_shards)
             arguments = [(i, tasks[i], on_error, names[i]) for i in range(first, stop)]
-            if pool is not None:
-                outcomes: Iterator[_TaskOutcome] = pool.imap(_run_task_in_worker, arguments,
-                                                             chunksize=4)
-            else:
-                outcomes = (_run_task(produce, *argument) for argument in arguments)
             result, shard_records, shard_skips = _write_one_shard(
-                output_dir, shard_name, outcomes, names, _tasks_digest(names[first:stop]), bar)
+                output_dir, shard_name, pool.outcomes(arguments), names,
+                _tasks_digest(names[first:stop]), bar)
             shard_results.append(result)
             records.extend(shard_records)
             for reason, name, error in shard_skips:
                 count_skip(reason, name, error)
     finally:
         bar.close()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+        if own_pool is not None:
+            own_pool.__exit__(None, None, None)
 
     shard_results.sort(key=lambda shard: shard.name)
     records.sort(key=lambda record: (record.shard, record.index_in_shard))

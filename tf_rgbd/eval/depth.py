@@ -315,6 +315,50 @@ def mean_face_predictor(mean_depth: np.ndarray
     return predict
 
 
+MEAN_FACE = "mean-face baseline"
+
+
+def generator_predictor(generator) -> Callable[[Mapping[str, tf.Tensor]], Mapping[str, tf.Tensor]]:
+    """``predict_fn`` of a depth generator (DepthNet or cGAN): one compiled inference call."""
+    forward = tf.function(lambda rgb: generator(rgb, training=False), reduce_retracing=True)
+    return lambda batch: forward(batch["rgb"])
+
+
+def evaluate_depth_models(data_dir: str, predictors: Mapping[str, Callable],
+                          split: str = "test", train_split: str = "train",
+                          image_size: int = 64, batch_size: int = 16,
+                          depth_range_mm: float = 200.0,
+                          include_mean_face: bool = True) -> dict[str, dict[str, float]]:
+    """Every metric of this module for each model (and the mean-face baseline) on a split.
+
+    Args:
+      data_dir: dataset directory (``python -m datasets.build`` output).
+      predictors: method name -> ``predict_fn`` (see :func:`generator_predictor`).
+      split: evaluated split; ``train_split`` gives the mean face.
+      image_size: S the models take.
+      include_mean_face: add the :data:`MEAN_FACE` row (first).
+
+    Returns:
+      ``{method: {metric: value}}`` (``rmse_mm``/``abs_rel`` only for metric-depth datasets).
+    """
+    from tf_rgbd.data import pipeline  # noqa: PLC0415 (the metrics above need no pipeline)
+
+    near_mm = nearest_depth_mm_by_example(pipeline.list_shards(data_dir, split))
+
+    def batches(which: str, with_metadata: bool = True):
+        return pipeline.make_dataset(data_dir, which, batch_size=batch_size,
+                                     image_size=image_size, deterministic=True,
+                                     with_metadata=with_metadata, depth_range_mm=depth_range_mm)
+
+    methods: dict[str, Callable] = {}
+    if include_mean_face:
+        mean_depth = mean_face_depth(batches(train_split, with_metadata=False).as_numpy_iterator())
+        methods[MEAN_FACE] = mean_face_predictor(mean_depth)
+    methods.update(predictors)
+    return {name: evaluate_depth_predictor(predict, batches(split), depth_range_mm, near_mm)
+            for name, predict in methods.items()}
+
+
 def format_depth_table(results: Mapping[str, Mapping[str, float]],
                        columns: Sequence[str] = TABLE_COLUMNS) -> str:
     """A plain-text table, rows = methods, columns = metrics (``-`` where not measured)."""

@@ -66,6 +66,9 @@ def plot_attention_overlays(rgb: np.ndarray, attention: Mapping[str, np.ndarray]
                             captions: Optional[Sequence[str]] = None) -> str:
     """Faces with each attention map blended on top (one row per face).
 
+    Each map is contrast-stretched to its own [min, max] for display; the raw range is printed
+    above it.
+
     Args:
       rgb: float [N, S, S, 3] in [-1, 1].
       attention: name -> float [N, h, w, 1] in [0, 1] (upsampled to S x S for display).
@@ -82,9 +85,13 @@ def plot_attention_overlays(rgb: np.ndarray, attention: Mapping[str, np.ndarray]
         axes[row, 0].set_title(captions[row] if captions else "face", fontsize=7)
         for column, name in enumerate(names, start=1):
             heat = _resize_nearest(np.asarray(attention[name][row])[..., 0], size)
+            low, high = float(heat.min()), float(heat.max())
+            # Contrast-stretched per map (the raw range is in the title): trained SAM maps
+            # often span a narrow band such as [0.7, 0.9].
+            stretched = (heat - low) / max(high - low, 1e-6)
             axes[row, column].imshow(face)
-            axes[row, column].imshow(heat, cmap="jet", alpha=0.5, vmin=0.0, vmax=1.0)
-            axes[row, column].set_title(name, fontsize=7)
+            axes[row, column].imshow(stretched, cmap="jet", alpha=0.5, vmin=0.0, vmax=1.0)
+            axes[row, column].set_title(f"{name}\n[{low:.2f}, {high:.2f}]", fontsize=7)
     for axis in axes.ravel():
         axis.axis("off")
     return _save(figure, path)

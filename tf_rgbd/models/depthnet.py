@@ -253,3 +253,13 @@ class DepthNetGenerator(keras.Model):
                 "num_mask_classes": self.num_mask_classes,
                 "use_mask_branch": self.use_mask_branch, "norm": self.norm,
                 "min_bottleneck_size": self.min_bottleneck_size}
+
+
+def load_depth_generator(path: str) -> keras.Model:
+    """Loads a saved depth generator (DepthNet or the cGAN baseline) from a ``.keras`` file.
+
+    Importing this module and ``cgan_depth`` registers their classes, so no custom_objects are
+    needed.
+    """
+    from tf_rgbd.models import cgan_depth  # noqa: F401,PLC0415 (registers the baseline)
+    return keras.saving.load_model(path, compile=False)

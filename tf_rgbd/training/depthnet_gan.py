@@ -468,7 +468,8 @@ def train_depth_model(config: DepthTrainingConfig,
         raise ValueError("train_depth_model: run.data_dir and run.model_dir are required")
     keras.utils.set_random_seed(run.seed)
     loss_scaling = _set_precision_policy(run.mixed_precision)
-    strategy = strategy or strategy_lib.build_strategy(run.strategy)
+    strategy = strategy or strategy_lib.build_strategy(run.strategy,
+                                                       run.num_logical_cpus or None)
     manifest = pipeline.read_manifest(run.data_dir)
     if run.train_split not in manifest["splits"]:
         raise KeyError(f"{run.data_dir}: no split {run.train_split!r}; it has "
@@ -511,11 +512,21 @@ def train_depth_model(config: DepthTrainingConfig,
     log_dir = os.path.join(run.model_dir, LOG_SUBDIR)
     callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False))
     if run.val_split:
+        if run.val_split not in manifest["splits"]:
+            raise KeyError(f"{run.data_dir}: no validation split {run.val_split!r}; it has "
+                           f"{sorted(manifest['splits'])} (--val_split='' disables validation)")
+        val_examples = manifest["splits"][run.val_split]["example_count"]
+        val_batches = (val_examples // run.batch_size if drop_remainder
+                       else math.ceil(val_examples / run.batch_size))
+
         def validation_fn() -> tf.data.Dataset:
-            return strategy_lib.make_distributable(pipeline.make_dataset(
+            dataset = pipeline.make_dataset(
                 run.data_dir, run.val_split, batch_size=run.batch_size,
                 image_size=config.model.image_size, deterministic=True,
-                drop_remainder=drop_remainder, depth_range_mm=run.depth_range_mm))
+                drop_remainder=drop_remainder, depth_range_mm=run.depth_range_mm)
+            # A known length spares Keras' "input ran out of data" warning every epoch.
+            dataset = dataset.apply(tf.data.experimental.assert_cardinality(val_batches))
+            return strategy_lib.make_distributable(dataset)
 
         grid_batch = next(iter(validation_fn()))
         callbacks.append(callbacks_lib.TensorBoardImageGrid(

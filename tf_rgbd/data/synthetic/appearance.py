@@ -99,14 +99,14 @@ def identity_appearance(model, rng: np.random.Generator) -> IdentityAppearance:
     albedo = blend(albedo, weights["hair"], hair * (1.0 + 0.08 * grain[:, None]))
     albedo = blend(albedo, weights["brow"] * rng.uniform(0.6, 0.95), hair * 0.8)
     albedo = blend(albedo, weights["lip"], lip * (1.0 + 0.03 * grain[:, None]))
-    albedo = blend(albedo, weights["nostril"] * 0.8, skin * 0.15)
+    albedo = blend(albedo, weights["nostril"] * 0.7, skin * 0.3)
     albedo = blend(albedo, weights["sclera"], SCLERA)
     albedo = blend(albedo, weights["iris"], iris)
     albedo = blend(albedo, weights["pupil"], PUPIL)
     albedo = blend(albedo, weights["lash"] * 0.85, hair * 0.3)
     albedo = blend(albedo, weights["mouth_interior"], MOUTH_INTERIOR)
     # Ambient occlusion of creases is baked into the albedo.
-    albedo *= (1.0 - 0.45 * weights["cavity"])[:, None]
+    albedo *= (1.0 - 0.3 * weights["cavity"])[:, None]
     albedo = np.clip(albedo, 0.0, 1.0).astype(np.float32)
     albedo.setflags(write=False)
     return IdentityAppearance(skin=skin, hair=hair, iris=iris, lip=lip, albedo=albedo)
@@ -185,8 +185,8 @@ def background(style: int, size: int, rng: np.random.Generator) -> np.ndarray:
                                                      + rng.uniform(0, 6.3)))
         image = colours[0] + stripes[..., None] * (colours[1] - colours[0])
     image = cv2.resize(image.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
-    grain = rng.standard_normal((size, size, 1), dtype=np.float32)
-    image *= 1.0 + 0.03 * grain
+    grain = rng.random((size, size, 1), dtype=np.float32)
+    image *= 0.95 + 0.1 * grain
     return np.clip(image, 0.003, 1.0)
 
 

@@ -86,13 +86,13 @@ def _ribbon(path: np.ndarray, across: np.ndarray, width: float, closed: bool) ->
     return vertices, _two_sided(triangles)
 
 
-def _ellipsoid(centre, radii, rotation, lat=7, lon=12) -> tuple:
+def _unit_sphere(lat=7, lon=12) -> tuple:
+    """A latitude/longitude unit sphere: (points [N, 3], triangles [F, 3])."""
     theta = np.linspace(0, np.pi, lat + 2)[1:-1]
     phi = np.linspace(0, 2 * np.pi, lon, endpoint=False)
     t, p = np.meshgrid(theta, phi, indexing="ij")
     unit = np.stack([np.sin(t) * np.cos(p), np.cos(t), np.sin(t) * np.sin(p)], axis=-1)
     unit = np.concatenate([unit.reshape(-1, 3), [[0, 1, 0], [0, -1, 0]]])
-    vertices = (unit * radii) @ rotation.T + centre
     rows, cols = lat, lon
     r, c = np.meshgrid(np.arange(rows - 1), np.arange(cols), indexing="ij")
     a, b = r * cols + c, r * cols + (c + 1) % cols
@@ -106,11 +106,17 @@ def _ellipsoid(centre, radii, rotation, lat=7, lon=12) -> tuple:
     triangles.append(np.stack([np.full(cols, pole_near_last_ring), last_ring[following],
                                last_ring], -1))
     triangles = np.concatenate(triangles)
-    # Orient outward.
-    v0, v1, v2 = (vertices[triangles[:, k]] for k in range(3))
-    outward = np.einsum("fk,fk->f", np.cross(v1 - v0, v2 - v0), (v0 + v1 + v2) / 3 - centre)
-    triangles = np.where((outward < 0)[:, None], triangles[:, [0, 2, 1]], triangles)
-    normals = ((unit / np.asarray(radii) ** 2) @ rotation.T)
+    # Orient outward (an affine map with positive determinant keeps the orientation).
+    v0, v1, v2 = (unit[triangles[:, k]] for k in range(3))
+    outward = np.einsum("fk,fk->f", np.cross(v1 - v0, v2 - v0), v0 + v1 + v2)
+    return unit, np.where((outward < 0)[:, None], triangles[:, [0, 2, 1]], triangles)
+
+
+def _ellipsoid(sphere: tuple, centre, radii, rotation) -> tuple:
+    """An ellipsoid mesh from a unit sphere: (vertices [N, 3], triangles, unit normals [N, 3])."""
+    unit, triangles = sphere
+    vertices = (unit * radii) @ rotation.T + centre
+    normals = (unit / np.asarray(radii) ** 2) @ rotation.T
     normals /= np.linalg.norm(normals, axis=1, keepdims=True)
     return vertices, triangles, normals
 
@@ -209,8 +215,9 @@ def hand(landmarks: np.ndarray, skin_albedo: np.ndarray, rng: np.random.Generato
                    _rotation_z(side * 0.9)))
     colour = skin_albedo * rng.uniform(0.88, 1.05)
     meshes = []
+    sphere = _unit_sphere()
     for centre, radii, local_rotation in pieces:
-        vertices, triangles, normals = _ellipsoid(np.zeros(3), radii, local_rotation)
+        vertices, triangles, normals = _ellipsoid(sphere, np.zeros(3), radii, local_rotation)
         vertices = (vertices + centre) @ rotation.T + palm_centre
         normals = normals @ rotation.T
         meshes.append(_mesh("hand", vertices, triangles, colour, BACKGROUND_CLASS, normals))
@@ -226,7 +233,8 @@ def shell(vertices: np.ndarray, normals: np.ndarray, triangles: np.ndarray,
 
     ``albedo`` is [3] or [V, 3] over the head vertices.
     """
-    chosen = triangles[region[triangles].all(axis=1)]
+    chosen = triangles[region[triangles[:, 0]] & region[triangles[:, 1]]
+                       & region[triangles[:, 2]]]
     used, local = np.unique(chosen, return_inverse=True)
     local = local.reshape(-1, 3)
     thickness = np.broadcast_to(np.asarray(thickness, np.float64), region.shape)[used]

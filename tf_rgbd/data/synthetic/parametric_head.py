@@ -270,8 +270,8 @@ def _region_weights(vertices: np.ndarray, mouth_row_mask: np.ndarray) -> tuple:
     weights["lip"] = lip * (1 - mouth_row_mask)
     weights["mouth_interior"] = mouth_row_mask.astype(np.float64)
     # Nostrils: dark ellipses under the nose tip.
-    weights["nostril"] = front * (1.0 - _smoothstep(0.7, 1.1, np.hypot(
-        (np.abs(x) - 7.5) / 4.0, (y - (SUBNASALE_Y - 2.0)) / 2.2)))
+    weights["nostril"] = front * (1.0 - _smoothstep(0.6, 1.0, np.hypot(
+        (np.abs(x) - 7.0) / 3.5, (y - (SUBNASALE_Y - 2.5)) / 1.8)))
     # Hair: everything above a hairline, and the back of the head above the nape.
     hairline = HAIRLINE_Y + 0.004 * x ** 2 + 12.0 * _smoothstep(40.0, 62.0, np.abs(x))
     weights["hair_front"] = _smoothstep(hairline + 3.0, hairline - 3.0, y)

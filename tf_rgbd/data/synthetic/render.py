@@ -226,7 +226,8 @@ class SyntheticRenderer:
         clean_depth = raster.depth_mm
         depth = clean_depth
         if config.depth_noise_mm > 0:
-            noise = rng.normal(0.0, config.depth_noise_mm, (size, size)).astype(np.float32)
+            noise = rng.standard_normal((size, size), dtype=np.float32) * np.float32(
+                config.depth_noise_mm)
             depth = np.where(covered, np.maximum(clean_depth + noise, 1.0), 0.0
                              ).astype(np.float32)
         rgb, depth = appearance.degrade(rgb, depth, spec.degradation,
