@@ -13,7 +13,6 @@ re-running reuses finished runs (checkpoints + recognizer.keras).
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -89,7 +88,8 @@ def _row(metrics: dict) -> dict:
 
 def _table(title: str, variants, rows: dict, subsets) -> str:
     columns = list(subsets) + ["average", "tar@0.1", "eer"]
-    width = max(len(recognizer_config.VARIANTS[name].description) for name in variants) + 2
+    width = max([len(title)] + [len(recognizer_config.VARIANTS[name].description)
+                                for name in variants]) + 2
     header = f"{title:<{width}}" + "".join(f"{column:>12}" for column in columns)
     lines = [header, "-" * len(header)]
     for name in variants:

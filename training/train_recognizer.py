@@ -21,7 +21,6 @@ mask) or the ground truth (``gt``). Re-running the same command resumes from the
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from typing import Optional, Sequence
@@ -135,7 +134,8 @@ def train_and_evaluate(experiments: Sequence[RecognizerExperimentConfig], evalua
                 subsets = subsets or list(metrics["num_probes"])
                 for method, values in metrics["identification"].items():
                     label = eval_lib.METHOD_NAMES.get(method, method)
-                    source_note = f", {source} depth" if "depth" in experiment.model.modalities else ""
+                    with_depth = "depth" in experiment.model.modalities
+                    source_note = f", {source} depth" if with_depth else ""
                     table_rows[f"{experiment.variant}: {label}{source_note}"] = {
                         **{subset: entry["rank1"] for subset, entry in values["subsets"].items()},
                         "average": values["average_rank1"]}

@@ -119,3 +119,10 @@ def test_table_lists_methods_and_marks_missing_metrics():
     assert "123.46" in lines[2] and lines[2].rstrip().endswith("-")
     assert "0.6123" in lines[3]
     assert "rmse_mm" not in table  # a column nobody measured is left out
+
+
+def test_masked_prediction_zeroes_predicted_background():
+    outputs = {"depth": tf.constant(PRED), "mask": _one_hot([[0, 1], [1, 0]])}
+    masked = depth_eval.masked_by_predicted_face(outputs)
+    np.testing.assert_allclose(masked["depth"].numpy()[0, ..., 0], [[0.0, 1.0], [0.4, 0.0]])
+    assert depth_eval.masked_by_predicted_face({"depth": PRED})["depth"] is PRED

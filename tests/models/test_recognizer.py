@@ -1,4 +1,4 @@
-"""The segmentation-guided recognizer: shapes, modality switches, shared SAM, saving, export graph."""
+"""The segmentation-guided recognizer: shapes, switches, shared SAM, saving, export graph."""
 import keras
 import numpy as np
 import pytest

@@ -1,4 +1,5 @@
 """RGBDRecognizerTrainer: gradient routing, overfitting a batch, full run + resume + evaluation."""
+import dataclasses
 import json
 import os
 
@@ -169,16 +170,13 @@ def test_run_training_resume_and_evaluation(tmp_path):
     assert saved.num_classes == NUM_IDS and saved.model == experiment.model
 
     # One more epoch resumes from the step-3 checkpoint instead of starting over.
-    longer = experiment.__class__(model=experiment.model, loss=experiment.loss,
-                                  train=experiment.train.__class__(
-                                      **{**config_lib.to_dict(experiment.train),
-                                         "epochs": 2, "lr_decay_epochs": (1,)}),
-                                  variant="full")
+    longer = dataclasses.replace(experiment,
+                                 train=dataclasses.replace(experiment.train, epochs=2))
     assert rgbd_trainer.run_training(longer, verbose=0)["start_step"] == 3
     # A different architecture in the same directory is refused.
     with pytest.raises(ValueError, match="model"):
-        rgbd_trainer.run_training(longer.__class__(
-            model=_model_config(embedding_dim=8), loss=longer.loss, train=longer.train), verbose=0)
+        rgbd_trainer.run_training(
+            dataclasses.replace(longer, model=_model_config(embedding_dim=8)), verbose=0)
 
     metrics = eval_lib.evaluate_recognizer(RecognizerEvalConfig(
         data_dir=data_dir, model_dir=model_dir, protocol="tiny_protocol", depth_source="gt",

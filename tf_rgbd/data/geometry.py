@@ -73,7 +73,7 @@ class CameraIntrinsics:
                                 cy=(self.cy + 0.5) * factor - 0.5)
 
     def project(self, points_mm: np.ndarray) -> np.ndarray:
-        """Projects camera-frame points float [N, 3] (z > 0) to pixel coords float64 [N, 2] (u, v)."""
+        """Camera-frame points float [N, 3] (z > 0) -> pixel coords float64 [N, 2] (u, v)."""
         points = np.asarray(points_mm, np.float64)
         z = points[:, 2]
         return np.stack([self.fx * points[:, 0] / z + self.cx,

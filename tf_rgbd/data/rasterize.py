@@ -224,8 +224,7 @@ def rasterize_mesh(vertices_mm: np.ndarray, triangles: np.ndarray,
             raise ValueError(f"vertex_attributes has {values.shape[0]} rows for "
                              f"{vertices.shape[0]} vertices")
         attributes = np.zeros((num_pixels, values.shape[1]), np.float32)
-        attributes[pixel] = np.einsum("pk,pkc->pc", perspective.astype(np.float32),
-                                      values[corners])
+        attributes[pixel] = _interpolate(barycentric[pixel], corners, values)
         attributes = attributes.reshape(height, width, -1)
 
     labels = None
@@ -236,8 +235,7 @@ def rasterize_mesh(vertices_mm: np.ndarray, triangles: np.ndarray,
                              f"got {vertex_labels.shape}")
         labels = np.full(num_pixels, background_label, vertex_labels.dtype)
         # From the stored float32 weights, so rasterize_labels() reproduces these labels.
-        nearest_corner = np.argmax(barycentric[pixel], axis=1)
-        labels[pixel] = vertex_labels[corners[np.arange(corners.shape[0]), nearest_corner]]
+        labels[pixel] = vertex_labels[_nearest_corner(barycentric[pixel], corners)]
         labels = labels.reshape(height, width)
 
     subset_depth = None
@@ -276,8 +274,7 @@ def rasterize_labels(raster: RasterOutput, triangles: np.ndarray, vertex_labels:
     labels = np.full(raster.triangle_index.shape, background_label, vertex_labels.dtype)
     covered = raster.triangle_index >= 0
     corners = np.asarray(triangles)[raster.triangle_index[covered]]
-    nearest_corner = np.argmax(raster.barycentric[covered], axis=1)
-    labels[covered] = vertex_labels[corners[np.arange(corners.shape[0]), nearest_corner]]
+    labels[covered] = vertex_labels[_nearest_corner(raster.barycentric[covered], corners)]
     return labels
 
 
@@ -294,5 +291,18 @@ def interpolate_attributes(raster: RasterOutput, triangles: np.ndarray,
     out = np.zeros(raster.triangle_index.shape + (values.shape[1],), np.float32)
     covered = raster.triangle_index >= 0
     corners = np.asarray(triangles)[raster.triangle_index[covered]]
-    out[covered] = np.einsum("pk,pkc->pc", raster.barycentric[covered], values[corners])
+    out[covered] = _interpolate(raster.barycentric[covered], corners, values)
     return out
+
+
+def _interpolate(weights: np.ndarray, corners: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """sum_k weights[:, k] * values[corners[:, k]] -> float32 [P, K]."""
+    return (values[corners[:, 0]] * weights[:, 0, None] + values[corners[:, 1]]
+            * weights[:, 1, None] + values[corners[:, 2]] * weights[:, 2, None])
+
+
+def _nearest_corner(weights: np.ndarray, corners: np.ndarray) -> np.ndarray:
+    """The vertex of each row of ``corners`` [P, 3] with the largest weight (first on ties)."""
+    w0, w1, w2 = weights[:, 0], weights[:, 1], weights[:, 2]
+    choice = np.where((w0 >= w1) & (w0 >= w2), 0, np.where(w1 >= w2, 1, 2))
+    return corners[np.arange(corners.shape[0]), choice]

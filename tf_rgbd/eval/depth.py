@@ -318,9 +318,29 @@ def mean_face_predictor(mean_depth: np.ndarray
 MEAN_FACE = "mean-face baseline"
 
 
-def generator_predictor(generator) -> Callable[[Mapping[str, tf.Tensor]], Mapping[str, tf.Tensor]]:
-    """``predict_fn`` of a depth generator (DepthNet or cGAN): one compiled inference call."""
-    forward = tf.function(lambda rgb: generator(rgb, training=False), reduce_retracing=True)
+def masked_by_predicted_face(outputs: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """D*: the depth zeroed where the predicted mask's argmax is background (what
+    ``training/augment_dataset.py`` stores). Outputs without a mask are returned unchanged."""
+    outputs = dict(outputs)
+    if "mask" in outputs:
+        face = tf.not_equal(tf.argmax(outputs["mask"], axis=-1), 0)[..., None]
+        outputs["depth"] = tf.where(face, to_unit_depth(outputs["depth"]), 0.0)
+    return outputs
+
+
+def generator_predictor(generator, mask_background: bool = False
+                        ) -> Callable[[Mapping[str, tf.Tensor]], Mapping[str, tf.Tensor]]:
+    """``predict_fn`` of a depth generator (DepthNet or cGAN): one compiled inference call.
+
+    Args:
+      mask_background: evaluate D* (:func:`masked_by_predicted_face`) instead of the raw depth
+        head.
+    """
+    def run(rgb):
+        outputs = generator(rgb, training=False)
+        return masked_by_predicted_face(outputs) if mask_background else outputs
+
+    forward = tf.function(run, reduce_retracing=True)
     return lambda batch: forward(batch["rgb"])
 
 

@@ -248,7 +248,8 @@ class SegmentationGuidedRecognizer(keras.Model):
                            f"{self.modalities}, given {sorted(inputs)})")
 
     def attention_maps(self, masks, training=None) -> dict:
-        """SAM(E^M(mask)): {"attention_stage1": [B,S/2,S/2,1], "attention_stage3": [B,S/8,S/8,1]}."""
+        """SAM(E^M(mask)): {"attention_stage1": [B,S/2,S/2,1], "attention_stage3": [B,S/8,S/8,1]}
+        in (0, 1)."""
         mask_features = self.mask_encoder(masks, training=training)
         return {f"attention_stage{stage}": self.spatial_attention(mask_features[f"stage{stage}"])
                 for stage in ATTENTION_STAGES}

@@ -518,6 +518,11 @@ def train_depth_model(config: DepthTrainingConfig,
         val_examples = manifest["splits"][run.val_split]["example_count"]
         val_batches = (val_examples // run.batch_size if drop_remainder
                        else math.ceil(val_examples / run.batch_size))
+        if val_batches == 0:
+            raise ValueError(f"validation split {run.val_split!r} has {val_examples} examples, "
+                             f"fewer than one batch of {run.batch_size} per step under "
+                             f"{strategy.num_replicas_in_sync} replicas; lower --batch_size or "
+                             "pass --val_split=''")
 
         def validation_fn() -> tf.data.Dataset:
             dataset = pipeline.make_dataset(

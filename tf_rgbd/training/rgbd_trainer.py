@@ -1,4 +1,4 @@
-"""RGBDRecognizerTrainer: custom ``train_step`` / ``test_step`` for the segmentation-guided recognizer.
+"""RGBDRecognizerTrainer: ``train_step`` / ``test_step`` of the segmentation-guided recognizer.
 
 Gradient routing (paper eq. 14-15): L_total^RGB updates the RGB branch (its E_id and E_style),
 L_total^D the depth branch, and the shared parts (mask branch E^M, SAM, C_id, C_style) receive
@@ -30,8 +30,9 @@ import tensorflow as tf
 from tf_rgbd import config as config_lib
 from tf_rgbd import io_utils
 from tf_rgbd.config.recognizer import (CONFIG_FILE, INFERENCE_FILE, RECOGNIZER_FILE,
-                                       SUMMARY_FILE, RecognizerExperimentConfig, RecognizerLossConfig,
-                                       RecognizerModelConfig, RecognizerTrainConfig)
+                                       SUMMARY_FILE, RecognizerExperimentConfig,
+                                       RecognizerLossConfig, RecognizerModelConfig,
+                                       RecognizerTrainConfig)
 from tf_rgbd.data import pipeline
 from tf_rgbd.losses import recognition as recognition_losses
 from tf_rgbd.models import heads

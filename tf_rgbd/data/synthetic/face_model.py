@@ -31,6 +31,8 @@ from tf_rgbd.data.synthetic.parametric_head import PART, PART_MASK_CLASS, PARTS
 # Landmark order of ``landmarks5`` (schema.py): image-left first for a frontal face.
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose_tip", "left_mouth_corner",
                   "right_mouth_corner")
+# Nose-tip depth of the parametric head (model frame), where a loaded model's nose tip is put.
+_PARAMETRIC_NOSE_TIP_Z = -122.0
 # Appearance weights every model provides (float32 [V] in [0, 1]).
 APPEARANCE_WEIGHT_NAMES = ("sclera", "iris", "pupil", "lash", "brow", "lip", "mouth_interior",
                            "nostril", "hair", "blush", "cavity")
@@ -241,6 +243,11 @@ class FaceModel:
         return self.mean_vertices.shape[0]
 
     @property
+    def vertex_face_incidence(self) -> scipy.sparse.csr_matrix:
+        """float32 [V, F] sparse: 1 where vertex v is a corner of triangle f."""
+        return self._vertex_face_incidence
+
+    @property
     def num_identity_modes(self) -> int:
         return self.identity_basis.shape[0]
 
@@ -301,9 +308,6 @@ class FaceModel:
             raise ValueError(f"{coeffs.size} {what} coefficients given but the model has "
                              f"{size} {what} modes")
         return np.pad(coeffs, (0, size - coeffs.size))
-
-
-_PARAMETRIC_NOSE_TIP_Z = -112.0
 
 
 def _parts_from_landmarks(vertices: np.ndarray, landmarks68: np.ndarray,

@@ -240,9 +240,10 @@ def shell(vertices: np.ndarray, normals: np.ndarray, triangles: np.ndarray,
     thickness = np.broadcast_to(np.asarray(thickness, np.float64), region.shape)[used]
     positions = vertices[used] + normals[used] * thickness[:, None]
     if smooth_depth_iterations and used.size:
+        edge_start, edge_end = local.ravel(), local[:, [1, 2, 0]].ravel()
         adjacency = scipy.sparse.coo_matrix(
-            (np.ones(local.size * 2), (np.concatenate([local.ravel(), local[:, [1, 2, 0]].ravel()]),
-                                       np.concatenate([local[:, [1, 2, 0]].ravel(), local.ravel()]))),
+            (np.ones(local.size * 2), (np.concatenate([edge_start, edge_end]),
+                                       np.concatenate([edge_end, edge_start]))),
             shape=(used.size, used.size)).tocsr()
         degree = np.maximum(np.asarray(adjacency.sum(axis=1)).ravel(), 1.0)
         depth = positions[:, 2].copy()

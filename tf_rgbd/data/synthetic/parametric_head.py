@@ -91,8 +91,8 @@ def _gauss(x, y, x0, y0, sigma_x, sigma_y):
 
 
 def _pair_gauss(x, y, x0, y0, sigma_x, sigma_y):
-    """A Gaussian mirrored on both sides of the face (x0 and -x0)."""
-    return _gauss(np.abs(x), y, x0, y0, sigma_x, sigma_y)
+    """Two Gaussians mirrored about the midline (at x0 and -x0); smooth at x = 0."""
+    return _gauss(x, y, x0, y0, sigma_x, sigma_y) + _gauss(x, y, -x0, y0, sigma_x, sigma_y)
 
 
 def _smooth_min(a, b, k):
@@ -256,7 +256,7 @@ def _region_weights(vertices: np.ndarray, mouth_row_mask: np.ndarray) -> tuple:
     lid_band = np.exp(-0.5 * (eye_inside / 1.3) ** 2) * (np.abs(ax) < EYE_HALF_WIDTH + 3)
     weights["lash"] = front * lid_band * np.where(y < EYE_Y - 0.06 * ax, 1.0, 0.35)
     # Brows: an arch above each eye, thicker medially.
-    brow_arch = BROW_Y - 5.0 * np.clip(1.0 - ((ax - 3.0) / 22.0) ** 2, 0.0, 1.0) + 0.0 * ax
+    brow_arch = BROW_Y - 5.0 * np.clip(1.0 - ((ax - 3.0) / 22.0) ** 2, 0.0, 1.0)
     brow_thickness = 4.2 - 1.6 * np.clip((ax + 16.0) / 38.0, 0.0, 1.0)
     brow_along = _smoothstep(-19.0, -15.0, ax) * (1.0 - _smoothstep(17.0, 22.0, ax))
     weights["brow"] = front * brow_along * (1.0 - _smoothstep(
@@ -387,8 +387,8 @@ def _identity_basis(vertices: np.ndarray, front: np.ndarray) -> np.ndarray:
         for _ in range(3):
             cx, cy = rng.uniform(-50, 50), rng.uniform(-50, 110)
             sx, sy = rng.uniform(10, 22), rng.uniform(10, 22)
-            bump += rng.choice([-1.0, 1.0]) * _gauss(np.abs(x) if rng.random() < 0.7 else x,
-                                                      y, abs(cx), cy, sx, sy)
+            shape = _pair_gauss if rng.random() < 0.7 else _gauss   # mostly symmetric
+            bump += rng.choice([-1.0, 1.0]) * shape(x, y, cx, cy, sx, sy)
         modes.append(field(dz=-1.5 * bump * front))
     basis = np.stack(modes).astype(np.float32)
     assert basis.shape[0] == len(IDENTITY_MODE_NAMES)
@@ -448,12 +448,12 @@ def build_parametric_head(dense_step_deg: float = 1.6) -> ParametricHead:
     """Builds the mean head mesh, its parts and its identity/expression bases.
 
     Args:
-      dense_step_deg: grid step over the face (1.6 deg is about 2.7 mm on the face: ~12k
-        vertices, ~24k triangles). Smaller is finer and slower.
+      dense_step_deg: grid step over the face (1.6 deg is about 2.7 mm on the face: ~10.5k
+        vertices, ~21k triangles). Smaller is finer and slower.
     """
-    theta = _axis_samples(-80.0, 80.0, dense_step_deg, -180.0, 180.0 - 5.0, 5.0)
+    theta = _axis_samples(-80.0, 80.0, dense_step_deg, -180.0, 180.0 - 8.0, 8.0)
     theta = theta[theta < 180.0 - 1e-6]
-    phi = _axis_samples(-52.0, 64.0, dense_step_deg, -89.0, 89.0, 6.0)
+    phi = _axis_samples(-46.0, 62.0, dense_step_deg, -89.0, 89.0, 6.0)
     mouth_phi = _mouth_rows(dense_step_deg)
     phi = phi[np.abs(phi - mouth_phi[1]) > 0.55 * dense_step_deg]
     phi = np.sort(np.concatenate([phi, mouth_phi]))
@@ -495,6 +495,8 @@ def build_parametric_head(dense_step_deg: float = 1.6) -> ParametricHead:
 
 
 def _landmark_vertices(vertices, parts, rows, mouth_rows, in_slit) -> np.ndarray:
+    """The 5 landmark vertices: eye centres (pupils), the most protruding nose vertex, and the
+    ends of the middle mouth-slit row (so the corners follow the lips in expressions)."""
     front = vertices[:, 2] < -40.0
     eye_left = _nearest_xy(vertices, -EYE_X, EYE_Y - 0.3, front)
     eye_right = _nearest_xy(vertices, EYE_X, EYE_Y - 0.3, front)
@@ -507,6 +509,7 @@ def _landmark_vertices(vertices, parts, rows, mouth_rows, in_slit) -> np.ndarray
 
 
 def _nearest_xy(vertices, x, y, candidates) -> int:
+    """The candidate vertex nearest to (x, y) in the frontal plane."""
     index = np.flatnonzero(candidates)
     distance = np.hypot(vertices[index, 0] - x, vertices[index, 1] - y)
     return int(index[np.argmin(distance)])

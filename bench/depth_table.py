@@ -1,0 +1,129 @@
+"""Trains DepthNet, DepthNet --no_mask_branch and the cGAN baseline with the same budget on the
+same synthetic data, evaluates them with the mean-face baseline, and prints one table.
+
+  python -m bench.depth_table                       # builds the synthetic data itself
+  python -m bench.depth_table --data_dir=/tmp/synth --steps=600 --work_dir=/tmp/depth_bench
+
+Rows: methods; columns: the metrics of tf_rgbd/eval/depth.py (mse_255_intersection is the
+paper's Table 1 protocol). Writes ``<work_dir>/depth_table.json`` (and every run directory).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from typing import Optional
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+# name -> DepthModelConfig overrides; every method shares the widths, data and step budget.
+METHODS = {
+    "DepthNet": {"arch": "depthnet"},
+    "DepthNet --no_mask_branch": {"arch": "depthnet", "use_mask_branch": False},
+    "cGAN (Pini et al.)": {"arch": "cgan", "norm": "batch"},
+}
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("data_dir", "", "Dataset directory; empty: build a synthetic one in "
+                                        "--work_dir/data.")
+    flags.DEFINE_string("work_dir", "", "Where data, runs and the JSON go (default: a new "
+                                        "temporary directory).")
+    flags.DEFINE_integer("num_identities", 24, "Synthetic data: identities (25% held out).")
+    flags.DEFINE_integer("images_per_identity", 10, "Synthetic data: images per identity.")
+    flags.DEFINE_integer("image_size", 64, "Image size.")
+    flags.DEFINE_integer("steps", 300, "Optimiser steps per method (the shared budget).")
+    flags.DEFINE_integer("batch_size", 16, "Batch size.")
+    flags.DEFINE_integer("base_filters", 16, "Generator / discriminator base width.")
+    flags.DEFINE_float("learning_rate", 2e-4, "Adam learning rate (both optimisers).")
+    flags.DEFINE_list("methods", list(METHODS), f"Subset of {list(METHODS)}.")
+    flags.DEFINE_integer("seed", 0, "Seed of data order, augmentation and weights.")
+
+
+def build_synthetic_data(output_dir: str, num_identities: int, images_per_identity: int,
+                         image_size: int, seed: int = 1) -> str:
+    from datasets.build import build_dataset  # noqa: PLC0415
+    from tf_rgbd.config.data import BuildConfig  # noqa: PLC0415
+
+    if not os.path.exists(os.path.join(output_dir, "manifest.json")):
+        build_dataset(BuildConfig(source="synthetic", output_dir=output_dir,
+                                  num_identities=num_identities,
+                                  images_per_identity=images_per_identity,
+                                  image_size=image_size, num_shards=4, seed=seed),
+                      progress=False)
+    return output_dir
+
+
+def run_benchmark(data_dir: str, work_dir: str, methods, image_size: int, steps: int,
+                  batch_size: int, base_filters: int, learning_rate: float, seed: int):
+    """Trains each method, evaluates all of them; returns (results, seconds per method)."""
+    from tf_rgbd.config.depthnet import (DepthModelConfig, DepthTrainingConfig,  # noqa: PLC0415
+                                         OptimizerConfig, TrainRunConfig)
+    from tf_rgbd.eval import depth as depth_eval  # noqa: PLC0415
+    from tf_rgbd.models.depthnet import load_depth_generator  # noqa: PLC0415
+    from tf_rgbd.training.depthnet_gan import train_depth_model  # noqa: PLC0415
+
+    predictors, seconds = {}, {}
+    for name in methods:
+        if name not in METHODS:
+            raise ValueError(f"unknown method {name!r}; choose from {list(METHODS)}")
+        model_dir = os.path.join(work_dir, "runs",
+                                 name.split(" (")[0].replace(" --", "_").replace(" ", "_"))
+        config = DepthTrainingConfig(
+            model=DepthModelConfig(image_size=image_size, base_filters=base_filters,
+                                   max_filters=base_filters * 8,
+                                   discriminator_filters=base_filters, **METHODS[name]),
+            optimizer=OptimizerConfig(learning_rate=learning_rate),
+            run=TrainRunConfig(data_dir=data_dir, model_dir=model_dir, batch_size=batch_size,
+                               steps=steps, steps_per_epoch=min(steps, 100), val_split="",
+                               seed=seed, checkpoint_every_steps=steps, verbose="2"))
+        started = time.time()
+        result = train_depth_model(config)
+        seconds[name] = time.time() - started
+        predictors[name] = depth_eval.generator_predictor(
+            load_depth_generator(result.generator_path))
+    results = depth_eval.evaluate_depth_models(data_dir, predictors, image_size=image_size,
+                                               batch_size=batch_size)
+    return results, seconds
+
+
+def main(argv) -> Optional[int]:
+    del argv
+    from tf_rgbd import io_utils  # noqa: PLC0415
+    from tf_rgbd.eval import depth as depth_eval  # noqa: PLC0415
+
+    started = time.time()
+    work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="depth_table_")
+    data_dir = FLAGS.data_dir or build_synthetic_data(
+        os.path.join(work_dir, "data"), FLAGS.num_identities, FLAGS.images_per_identity,
+        FLAGS.image_size)
+    results, seconds = run_benchmark(data_dir, work_dir, FLAGS.methods, FLAGS.image_size,
+                                     FLAGS.steps, FLAGS.batch_size, FLAGS.base_filters,
+                                     FLAGS.learning_rate, FLAGS.seed)
+    output = os.path.join(work_dir, "depth_table.json")
+    io_utils.atomic_write_json(output, {
+        "data_dir": data_dir, "steps": FLAGS.steps, "batch_size": FLAGS.batch_size,
+        "base_filters": FLAGS.base_filters, "image_size": FLAGS.image_size,
+        "train_seconds": seconds, "metrics": results})
+    print(f"\nDepth estimation on {data_dir} (test split, "
+          f"{next(iter(results.values()))['num_images']} images; {FLAGS.steps} steps x batch "
+          f"{FLAGS.batch_size} per method, base width {FLAGS.base_filters}, "
+          f"{FLAGS.image_size}x{FLAGS.image_size}):")
+    print(depth_eval.format_depth_table(results))
+    baseline = results[depth_eval.MEAN_FACE]["mse_255_intersection"]
+    for name in seconds:
+        value = results[name]["mse_255_intersection"]
+        print(f"  {name}: mse_255_intersection {value:.1f} vs mean-face {baseline:.1f} "
+              f"({'beats' if value < baseline else 'does NOT beat'} the baseline); "
+              f"trained in {seconds[name]:.0f} s")
+    print(f"total {time.time() - started:.0f} s; wrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    define_flags()
+    app.run(main)
