@@ -30,6 +30,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("batch_size", 16, "Batch size.")
     flags.DEFINE_float("depth_range_mm", 200.0, "Depth normalisation span (the pipeline's).")
     flags.DEFINE_boolean("mean_face", True, "Include the mean-face baseline row.")
+    flags.DEFINE_boolean("masked", False, "Also evaluate D* (depth zeroed where the generator's "
+                                          "own mask says background) of generators with a mask.")
     flags.DEFINE_string("output", None, "depth_metrics.json path.")
     flags.mark_flag_as_required("data_dir")
 
@@ -60,9 +62,13 @@ def main(argv) -> Optional[int]:
     image_size = FLAGS.image_size or next(
         (model.get_config().get("image_size") for model in generators.values()), None) or 64
     started = time.time()
+    predictors = {}
+    for name, model in generators.items():
+        predictors[name] = depth_eval.generator_predictor(model)
+        if FLAGS.masked and getattr(model, "use_mask_branch", False):
+            predictors[f"{name} D*"] = depth_eval.generator_predictor(model, mask_background=True)
     results = depth_eval.evaluate_depth_models(
-        FLAGS.data_dir, {name: depth_eval.generator_predictor(model)
-                         for name, model in generators.items()},
+        FLAGS.data_dir, predictors,
         split=FLAGS.split, train_split=FLAGS.train_split, image_size=image_size,
         batch_size=FLAGS.batch_size, depth_range_mm=FLAGS.depth_range_mm,
         include_mean_face=FLAGS.mean_face)

@@ -75,3 +75,37 @@ def test_normalized_depth_units_round_trip_with_gt_depth():
     with pytest.raises(schema.SchemaError, match="normalized depth"):
         schema.encode_example(helpers.make_face_example(0, size=8, depth=depth * 2,
                                                         depth_units="normalized"))
+
+
+def test_hand_written_wire_format_equals_tensorflow_protos():
+    """The TF-free encoder is byte-compatible with tf.train.Example (and deterministic)."""
+    example = helpers.make_face_example(9, size=12, label=3, yaw_deg=-12.5, session=2,
+                                        identity_coeffs=np.array([-1.5, 0.0, 2.25], np.float32))
+    serialized = schema.encode_example(example)
+    proto = tf.train.Example.FromString(serialized)
+    feature = proto.features.feature
+    assert feature["label"].int64_list.value == [3]
+    assert feature["session"].int64_list.value == [2]
+    assert feature["yaw_deg"].float_list.value == [-12.5]
+    assert list(feature["identity_coeffs"].float_list.value) == [-1.5, 0.0, 2.25]
+    assert feature["expression_coeffs"].WhichOneof("kind") == "float_list"
+    assert len(feature["expression_coeffs"].float_list.value) == 0
+    assert feature["example_id"].bytes_list.value == [b"test/00009"]
+    # Negative int64 values use protobuf's 10-byte two's complement varint.
+    assert tf.train.Example.FromString(schema._serialize_example({"x": schema._int(-7)})
+                                       ).features.feature["x"].int64_list.value == [-7]
+    # Re-serialising with sorted keys through TF's own protobuf gives the same bytes.
+    rebuilt = {key: value.SerializeToString() for key, value in feature.items()}
+    assert schema._serialize_example(rebuilt) == serialized
+    assert schema.encode_example(example) == serialized
+
+
+def test_encoding_does_not_import_tensorflow():
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np; from tf_rgbd.data import schema, writer; "
+            "schema.encode_example(schema.FaceExample('a', np.zeros((4, 4, 3), np.uint8), 0, 's',"
+            " 'd')); print('tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.strip() == "False", result.stderr[-2000:]

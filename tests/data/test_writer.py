@@ -12,16 +12,7 @@ from tests import helpers
 from tf_rgbd.data import image_io, schema, writer
 
 
-def produce_example(index: int):
-    return [helpers.make_face_example(index, size=16, label=index % 3)]
-
-
-def produce_or_fail(index: int, bad: frozenset = frozenset(), interrupt_at: int = -1):
-    if index == interrupt_at:
-        raise KeyboardInterrupt("simulated kill")
-    if index in bad:
-        raise writer.SkipExample("no_face", f"task {index} has no face")
-    return produce_example(index)
+from tests.data.producers import produce_example, produce_or_fail  # TF-free, spawn-safe
 
 
 def read_ids(directory, split="train"):

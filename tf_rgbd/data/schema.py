@@ -50,11 +50,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import struct
 from typing import Mapping, Optional
 
 import cv2
 import numpy as np
-import tensorflow as tf
+
+# TensorFlow is imported lazily (parse/decode only): writers and their worker processes encode
+# examples without paying the TensorFlow import (seconds per spawned worker).
 
 SCHEMA_VERSION = 1
 
@@ -135,16 +138,53 @@ class FaceExample:
         }
 
 
-def _bytes(value: bytes) -> tf.train.Feature:
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+# ---------------------------------------------------------------------------------------------
+# tf.train.Example wire format, written directly (byte-compatible with TensorFlow's protos):
+#   Example {Features features = 1}   Features {map<string, Feature> feature = 1}
+#   Feature {oneof: BytesList bytes_list = 1; FloatList float_list = 2; Int64List int64_list = 3}
+#   BytesList {repeated bytes value = 1}   FloatList {repeated float value = 1 [packed]}
+#   Int64List {repeated int64 value = 1 [packed]}
+# Keys are written sorted, so encoding is deterministic (byte-identical across processes).
+
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1  # int64 two's complement, as protobuf encodes negative int64
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
 
 
-def _int(value: int) -> tf.train.Feature:
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+def _length_delimited(field_number: int, payload: bytes) -> bytes:
+    return _varint((field_number << 3) | 2) + _varint(len(payload)) + payload
 
 
-def _floats(values) -> tf.train.Feature:
-    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+def _bytes(value: bytes) -> bytes:
+    """A serialised ``Feature`` holding one bytes value."""
+    return _length_delimited(1, _length_delimited(1, value))
+
+
+def _int(value: int) -> bytes:
+    """A serialised ``Feature`` holding one int64 value."""
+    return _length_delimited(3, _length_delimited(1, _varint(int(value))))
+
+
+def _floats(values) -> bytes:
+    """A serialised ``Feature`` holding a (possibly empty) float list."""
+    values = [float(v) for v in values]
+    packed = _length_delimited(1, struct.pack(f"<{len(values)}f", *values)) if values else b""
+    return _length_delimited(2, packed)
+
+
+def _serialize_example(features: Mapping[str, bytes]) -> bytes:
+    entries = b"".join(
+        _length_delimited(1, _length_delimited(1, key.encode()) + _length_delimited(2, feature))
+        for key, feature in sorted(features.items()))
+    return _length_delimited(1, entries)
 
 
 def _encode_png(image: np.ndarray, what: str) -> bytes:
@@ -298,49 +338,54 @@ def encode_example(example: FaceExample) -> bytes:
             raise SchemaError(f"{example.example_id}: {key} has non-finite values")
         features[key] = _floats(values)
 
-    proto = tf.train.Example(features=tf.train.Features(feature=features))
-    return proto.SerializeToString()
+    return _serialize_example(features)
 
 
-FEATURE_SPEC: Mapping[str, tf.io.FixedLenFeature | tf.io.VarLenFeature] = {
-    "schema_version": tf.io.FixedLenFeature([], tf.int64),
-    "example_id": tf.io.FixedLenFeature([], tf.string),
-    "rgb": tf.io.FixedLenFeature([], tf.string),
-    "height": tf.io.FixedLenFeature([], tf.int64),
-    "width": tf.io.FixedLenFeature([], tf.int64),
-    "depth": tf.io.FixedLenFeature([], tf.string, default_value=b""),
-    "depth_scale_mm": tf.io.FixedLenFeature([], tf.float32, default_value=DEFAULT_DEPTH_SCALE_MM),
-    "depth_units": tf.io.FixedLenFeature([], tf.string, default_value=b"mm"),
-    "has_depth": tf.io.FixedLenFeature([], tf.int64, default_value=0),
-    "mask": tf.io.FixedLenFeature([], tf.string, default_value=b""),
-    "has_mask": tf.io.FixedLenFeature([], tf.int64, default_value=0),
-    "label": tf.io.FixedLenFeature([], tf.int64),
-    "subject": tf.io.FixedLenFeature([], tf.string),
-    "dataset": tf.io.FixedLenFeature([], tf.string),
-    "domain": tf.io.FixedLenFeature([], tf.string),
-    "expression": tf.io.FixedLenFeature([], tf.string, default_value=b"neutral"),
-    "yaw_deg": tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
-    "pitch_deg": tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
-    "roll_deg": tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
-    "occlusion": tf.io.FixedLenFeature([], tf.string, default_value=b"none"),
-    "session": tf.io.FixedLenFeature([], tf.int64, default_value=1),
-    "landmarks5": tf.io.FixedLenFeature([2 * NUM_LANDMARKS], tf.float32,
-                                        default_value=[-1.0] * (2 * NUM_LANDMARKS)),
-    "identity_coeffs": tf.io.VarLenFeature(tf.float32),
-    "expression_coeffs": tf.io.VarLenFeature(tf.float32),
-    "neutral_depth": tf.io.FixedLenFeature([], tf.string, default_value=b""),
-    "has_neutral_depth": tf.io.FixedLenFeature([], tf.int64, default_value=0),
-    "gt_depth": tf.io.FixedLenFeature([], tf.string, default_value=b""),
-    "has_gt_depth": tf.io.FixedLenFeature([], tf.int64, default_value=0),
-}
+def feature_spec() -> dict:
+    """The ``tf.io.parse_single_example`` spec of schema v1 (defaults for every optional key)."""
+    import tensorflow as tf
+
+    return {
+        "schema_version": tf.io.FixedLenFeature([], tf.int64),
+        "example_id": tf.io.FixedLenFeature([], tf.string),
+        "rgb": tf.io.FixedLenFeature([], tf.string),
+        "height": tf.io.FixedLenFeature([], tf.int64),
+        "width": tf.io.FixedLenFeature([], tf.int64),
+        "depth": tf.io.FixedLenFeature([], tf.string, default_value=b""),
+        "depth_scale_mm": tf.io.FixedLenFeature([], tf.float32, default_value=DEFAULT_DEPTH_SCALE_MM),
+        "depth_units": tf.io.FixedLenFeature([], tf.string, default_value=b"mm"),
+        "has_depth": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        "mask": tf.io.FixedLenFeature([], tf.string, default_value=b""),
+        "has_mask": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        "label": tf.io.FixedLenFeature([], tf.int64),
+        "subject": tf.io.FixedLenFeature([], tf.string),
+        "dataset": tf.io.FixedLenFeature([], tf.string),
+        "domain": tf.io.FixedLenFeature([], tf.string),
+        "expression": tf.io.FixedLenFeature([], tf.string, default_value=b"neutral"),
+        "yaw_deg": tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
+        "pitch_deg": tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
+        "roll_deg": tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
+        "occlusion": tf.io.FixedLenFeature([], tf.string, default_value=b"none"),
+        "session": tf.io.FixedLenFeature([], tf.int64, default_value=1),
+        "landmarks5": tf.io.FixedLenFeature([2 * NUM_LANDMARKS], tf.float32,
+                                            default_value=[-1.0] * (2 * NUM_LANDMARKS)),
+        "identity_coeffs": tf.io.VarLenFeature(tf.float32),
+        "expression_coeffs": tf.io.VarLenFeature(tf.float32),
+        "neutral_depth": tf.io.FixedLenFeature([], tf.string, default_value=b""),
+        "has_neutral_depth": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        "gt_depth": tf.io.FixedLenFeature([], tf.string, default_value=b""),
+        "has_gt_depth": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+    }
 
 
-def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-    """Parses one serialised example into raw (still encoded) tensors; graph-safe.
+def parse_example(serialized):
+    """Parses one serialised example (tf.string scalar) into raw, still encoded tensors.
 
-    Variable-length coefficient lists come back dense (empty for non-synthetic data).
+    Graph-safe; variable-length coefficient lists come back dense (empty for non-synthetic data).
     """
-    parsed = tf.io.parse_single_example(serialized, FEATURE_SPEC)
+    import tensorflow as tf
+
+    parsed = tf.io.parse_single_example(serialized, feature_spec())
     for key in ("identity_coeffs", "expression_coeffs"):
         parsed[key] = tf.sparse.to_dense(parsed[key])
     return parsed
@@ -358,6 +403,8 @@ def decode_example_numpy(serialized: bytes) -> FaceExample:
 
     Depth comes back as float32 in its units (quantised to ``depth_scale_mm``).
     """
+    import tensorflow as tf
+
     proto = tf.train.Example.FromString(serialized)
     feature = proto.features.feature
 

@@ -25,7 +25,6 @@ import time
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
-import tensorflow as tf
 from tqdm import tqdm
 
 from tf_rgbd import io_utils
@@ -331,6 +330,8 @@ def write_split(output_dir: str, split: str, tasks: Sequence[Any],
 def _write_one_shard(output_dir: str, shard_name: str, outcomes: Iterable[_TaskOutcome],
                      names: Sequence[str], tasks_digest: str, bar: tqdm
                      ) -> tuple[ShardResult, list[ExampleRecord], list[tuple[str, str, str]]]:
+    import tensorflow as tf  # only the writing process needs it (workers encode without TF)
+
     shard_path = os.path.join(output_dir, shard_name)
     shard_records: list[ExampleRecord] = []
     skips: list[tuple[str, str, str]] = []
