@@ -29,9 +29,22 @@ def test_cmc_and_rank1():
     assert result.cmc == pytest.approx((1 / 3, 2 / 3, 1.0))
 
 
-def test_ties_count_in_favour_of_the_probe():
+def test_ties_count_against_the_probe():
     ranks = identification.true_identity_ranks(np.array([[0.5, 0.5, 0.4]]), [1], [0, 1, 2])
-    assert ranks.tolist() == [1]
+    assert ranks.tolist() == [2]
+
+
+def test_collapsed_embeddings_score_worst_not_best():
+    # A model whose embeddings collapsed to one point gives every pair the same score.
+    constant = np.full((4, 3), 0.7)
+    ranks = identification.true_identity_ranks(constant, [0, 1, 2, 0], [0, 1, 2])
+    assert ranks.tolist() == [3, 3, 3, 3]
+    assert identification.identify(constant, [0, 1, 2, 0], [0, 1, 2]).rank1 == 0.0
+
+
+def test_non_finite_scores_are_an_error():
+    with pytest.raises(ValueError, match="non-finite"):
+        identification.true_identity_ranks(np.array([[np.nan, 0.1]]), [0], [0, 1])
 
 
 def test_unenrolled_probe_identity_is_an_error():

@@ -44,3 +44,25 @@ def random_batch(batch_size: int = 4, size: int = IMAGE_SIZE, seed: int = 0) -> 
             "depth": helpers.random_images(batch_size, size, 1, seed=seed + 1, low=0.0, high=1.0),
             "mask": helpers.random_masks(batch_size, size, seed=seed + 2),
             "has_depth": tf.ones([batch_size], tf.bool), "has_mask": tf.ones([batch_size], tf.bool)}
+
+
+def write_tiny_dataset(directory: str, size: int = IMAGE_SIZE, train: int = 8, test: int = 4) -> str:
+    """A schema-v1 dataset (train/test splits, mm depth, masks) written with the project writer."""
+    from tf_rgbd.data import schema, writer
+
+    def produce(index: int):
+        batch = face_like_batch(batch_size=1, size=size, seed=index)
+        rgb = np.round((batch["rgb"].numpy()[0] + 1) * 127.5).astype(np.uint8)
+        normalised = batch["depth"].numpy()[0, ..., 0]
+        depth_mm = np.where(normalised > 0, 500.0 + (1.0 - normalised) * 200.0, 0.0)
+        mask = np.argmax(batch["mask"].numpy()[0], -1).astype(np.uint8)
+        return [schema.FaceExample(example_id=f"e{index:03d}", rgb=rgb, label=index % 2,
+                                   subject=f"s{index % 2}", dataset="tiny", depth=depth_mm,
+                                   mask=mask)]
+
+    results = {"train": writer.write_split(directory, "train", list(range(train)), produce,
+                                           num_shards=2, progress=False),
+               "test": writer.write_split(directory, "test", list(range(100, 100 + test)),
+                                          produce, num_shards=1, progress=False)}
+    writer.write_manifest(directory, "tiny", ["s0", "s1"], results)
+    return directory

@@ -149,3 +149,38 @@ def test_image_grid_has_every_panel_in_unit_range():
         image = np.asarray(image)
         assert image.shape[:3] == (4, IMAGE_SIZE, IMAGE_SIZE), name
         assert image.min() >= 0 and image.max() <= 1, name
+
+
+def test_train_depth_model_writes_a_resumable_run(tmp_path):
+    import dataclasses
+    import glob
+    import json
+    import os
+
+    from tests.training.depth_test_utils import write_tiny_dataset
+    from tf_rgbd.config.depthnet import DepthTrainingConfig, TrainRunConfig
+    from tf_rgbd.models.depthnet import load_depth_generator
+
+    data_dir = write_tiny_dataset(str(tmp_path / "data"))
+    config = DepthTrainingConfig(
+        model=tiny_model_config(base_filters=4, max_filters=8, discriminator_filters=4),
+        run=TrainRunConfig(data_dir=data_dir, model_dir=str(tmp_path / "run"), batch_size=4,
+                           steps=4, steps_per_epoch=2, checkpoint_every_steps=3, verbose="0"))
+    result = depthnet_gan.train_depth_model(config)
+    assert (result.start_step, result.final_step) == (0, 4)
+    run_dir = config.run.model_dir
+    with open(os.path.join(run_dir, "config.json")) as handle:
+        assert json.load(handle)["model"]["image_size"] == IMAGE_SIZE
+    assert sorted(os.path.basename(p) for p in glob.glob(f"{run_dir}/checkpoints/*.index")) == [
+        "ckpt-3.index", "ckpt-4.index"]
+    assert glob.glob(f"{run_dir}/logs/images/events.*"), "no TensorBoard image grid written"
+    assert {"val_mse_255_intersection", "val_mask_miou", "g_loss"} <= set(result.history)
+    generator = load_depth_generator(result.generator_path)
+    assert set(generator(tf.zeros([1, IMAGE_SIZE, IMAGE_SIZE, 3]))) == {"rgb_recon", "depth",
+                                                                         "mask"}
+    # Re-running the finished run resumes at its last step and trains no further; asking for
+    # more steps continues from there.
+    again = depthnet_gan.train_depth_model(config)
+    assert (again.start_step, again.final_step) == (4, 4)
+    longer = dataclasses.replace(config, run=dataclasses.replace(config.run, steps=6))
+    assert depthnet_gan.train_depth_model(longer).start_step == 4

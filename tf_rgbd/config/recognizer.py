@@ -13,6 +13,10 @@ from typing import Optional
 MODALITIES = ("rgb", "depth", "mask")
 LOSS_TERMS = ("cls", "sa", "cmfl", "dis")
 DEPTH_SOURCES = ("gt", "generated")
+# How the mask-guided attention A scales a feature map x: x * A (paper) or x * (1 + A).
+ATTENTION_MODES = ("multiply", "residual")
+# What sits between the SAM conv and its sigmoid: nothing (as printed) or BatchNorm (CBAM code).
+SAM_NORMALIZATIONS = ("none", "batch")
 
 # Files of a run directory (written by tf_rgbd.training.rgbd_trainer.run_training and
 # tf_rgbd.eval.evaluate_recognizer).
@@ -34,6 +38,10 @@ class RecognizerModelConfig:
       embedding_dim: size of f_id and f_style.
       dropout_rate: dropout of the identity embedding head.
       margin_s, margin_m1, margin_m2, margin_m3: C_id CombinedMargin (ArcFace: 64, 1, 0.5, 0).
+      sam_normalization: ``none`` = sigmoid(conv + bias) as printed; ``batch`` = conv -> BN ->
+        sigmoid as in CBAM's reference code (keeps the attention out of saturation, see
+        ``tf_rgbd.models.recognizer``).
+      attention_mode: ``multiply`` = x * A (paper); ``residual`` = x * (1 + A).
     """
 
     backbone: str = "ir_se50"
@@ -45,6 +53,8 @@ class RecognizerModelConfig:
     margin_m1: float = 1.0
     margin_m2: float = 0.5
     margin_m3: float = 0.0
+    sam_normalization: str = "none"
+    attention_mode: str = "multiply"
 
     def __post_init__(self):
         unknown = sorted(set(self.modalities) - set(MODALITIES))
@@ -53,6 +63,12 @@ class RecognizerModelConfig:
                              f"{MODALITIES} with at least one of rgb/depth")
         if self.image_size % 16:
             raise ValueError(f"image_size {self.image_size} must be divisible by 16")
+        if self.sam_normalization not in SAM_NORMALIZATIONS:
+            raise ValueError(f"sam_normalization must be one of {SAM_NORMALIZATIONS}, got "
+                             f"{self.sam_normalization!r}")
+        if self.attention_mode not in ATTENTION_MODES:
+            raise ValueError(f"attention_mode must be one of {ATTENTION_MODES}, got "
+                             f"{self.attention_mode!r}")
 
 
 @dataclasses.dataclass(frozen=True)

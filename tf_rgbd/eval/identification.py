@@ -2,8 +2,9 @@
 
 Scores are similarities (higher = more alike), float [P, G] for P probes and G gallery
 entries. Ranking is per identity: an identity's score is the best score of its gallery entries,
-and a probe's rank is 1 + the number of OTHER identities scoring strictly higher than its true
-identity (ties count in the probe's favour, the usual convention).
+and a probe's rank is 1 + the number of OTHER identities scoring at least as high as its true
+identity. Ties count AGAINST the probe (the conservative convention): a degenerate model whose
+embeddings collapsed to one point ties every identity and must score rank K, not rank 1.
 """
 from __future__ import annotations
 
@@ -28,10 +29,14 @@ def true_identity_ranks(scores: np.ndarray, probe_labels: Sequence[int],
     """1-based rank of each probe's true identity among the gallery identities: int [P].
 
     Raises:
-      ValueError: shapes disagree, or a probe's identity is not enrolled in the gallery
-        (closed-set identification needs every probe identity in the gallery).
+      ValueError: shapes disagree, scores are not finite (NaN embeddings of a diverged model
+        would otherwise compare as "not higher" and look perfect), or a probe's identity is not
+        enrolled in the gallery (closed-set identification needs every probe identity there).
     """
     scores = np.asarray(scores, np.float64)
+    if not np.all(np.isfinite(scores)):
+        raise ValueError(f"{int(np.sum(~np.isfinite(scores)))} non-finite similarity scores: the "
+                         "embeddings contain NaN/inf (diverged or broken model)")
     probe_labels = np.asarray(probe_labels)
     gallery_labels = np.asarray(gallery_labels)
     if scores.shape != (len(probe_labels), len(gallery_labels)):
@@ -45,7 +50,8 @@ def true_identity_ranks(scores: np.ndarray, probe_labels: Sequence[int],
                          "identification needs every probe identity enrolled")
     true_scores = per_identity[np.arange(len(probe_labels)),
                                [column[label] for label in probe_labels.tolist()]]
-    return 1 + np.sum(per_identity > true_scores[:, None], axis=1)
+    # ">=" counts the true identity itself once; every other tie counts against the probe.
+    return np.sum(per_identity >= true_scores[:, None], axis=1)
 
 
 def cmc_curve(scores: np.ndarray, probe_labels: Sequence[int], gallery_labels: Sequence[int],

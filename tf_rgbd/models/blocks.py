@@ -178,32 +178,73 @@ def bn_kwargs(momentum: float, epsilon: float) -> dict:
     return {"bn_momentum": momentum, "bn_epsilon": epsilon}
 
 
+SAM_NORMALIZATIONS = ("none", "batch")
+
+
 @keras.saving.register_keras_serializable(package="tf_rgbd")
 class SpatialAttention(keras.layers.Layer):
     """CBAM spatial attention module (Woo et al. 2018).
 
-    Channel-wise mean and max -> concat [B, H, W, 2] -> k x k conv -> sigmoid.
+    Channel-wise mean and max -> concat [B, H, W, 2] -> k x k conv -> [BN] -> sigmoid.
     Input float32 [B, H, W, C] (any C: the conv only sees the 2 pooled channels, so one module
     serves feature maps of different widths). Output: attention map float32 [B, H, W, 1] in (0, 1).
+
+    Args:
+      kernel_size: k (7 in CBAM).
+      normalization: ``"none"`` (the formula as printed, sigma(conv + bias)) or ``"batch"``
+        (the CBAM reference code's SpatialGate: conv without bias -> BatchNorm -> sigmoid). The
+        un-normalised logit is an unbounded linear function of the pooled maps; with SGD at a
+        face-recognition learning rate it is pushed into saturation (A = 1 everywhere, zero
+        gradient) within a few steps. BN keeps the logit at zero mean / unit variance over the
+        batch, so the map stays a spatial contrast around sigmoid(beta).
+      num_inputs: how many different feature maps share the conv (e.g. 2 stages). With
+        ``normalization="batch"`` each gets its own BN (statistics of stage-1 and stage-3 maps
+        differ, and one BN's moving averages would mix them); call with ``input_index``.
     """
 
-    def __init__(self, kernel_size: int = 7, **kwargs):
+    def __init__(self, kernel_size: int = 7, normalization: str = "none", num_inputs: int = 1,
+                 bn_momentum: float = BN_MOMENTUM, bn_epsilon: float = BN_EPSILON, **kwargs):
         super().__init__(**kwargs)
+        if normalization not in SAM_NORMALIZATIONS:
+            raise ValueError(f"{self.name}: normalization {normalization!r} is not one of "
+                             f"{SAM_NORMALIZATIONS}")
+        if num_inputs < 1:
+            raise ValueError(f"{self.name}: num_inputs must be >= 1, got {num_inputs}")
         self.kernel_size = int(kernel_size)
-        self.conv = keras.layers.Conv2D(1, self.kernel_size, padding="same", activation="sigmoid",
+        self.normalization = normalization
+        self.num_inputs = int(num_inputs)
+        self.bn_momentum = float(bn_momentum)
+        self.bn_epsilon = float(bn_epsilon)
+        normalized = normalization == "batch"
+        self.conv = keras.layers.Conv2D(1, self.kernel_size, padding="same",
+                                        use_bias=not normalized,
+                                        activation=None if normalized else "sigmoid",
                                         name="conv")
+        self.norms = [keras.layers.BatchNormalization(momentum=self.bn_momentum,
+                                                      epsilon=self.bn_epsilon, name=f"bn{index}")
+                      for index in range(self.num_inputs)] if normalized else []
 
     def build(self, input_shape):
-        self.conv.build(tuple(input_shape[:-1]) + (2,))
+        pooled_shape = tuple(input_shape[:-1]) + (2,)
+        self.conv.build(pooled_shape)
+        for norm in self.norms:
+            norm.build(tuple(input_shape[:-1]) + (1,))
         self.built = True
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (1,)
 
-    def call(self, inputs):
+    def call(self, inputs, training=None, input_index: int = 0):
+        if not 0 <= input_index < self.num_inputs:
+            raise ValueError(f"{self.name}: input_index {input_index} out of range "
+                             f"(num_inputs={self.num_inputs})")
         pooled = ops.concatenate([ops.mean(inputs, axis=-1, keepdims=True),
                                   ops.max(inputs, axis=-1, keepdims=True)], axis=-1)
-        return self.conv(pooled)
+        if not self.norms:
+            return self.conv(pooled)
+        return ops.sigmoid(self.norms[input_index](self.conv(pooled), training=training))
 
     def get_config(self):
-        return {**super().get_config(), "kernel_size": self.kernel_size}
+        return {**super().get_config(), "kernel_size": self.kernel_size,
+                "normalization": self.normalization, "num_inputs": self.num_inputs,
+                "bn_momentum": self.bn_momentum, "bn_epsilon": self.bn_epsilon}

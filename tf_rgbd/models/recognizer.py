@@ -24,7 +24,20 @@ Architecture (widths w1..w4 and units from the backbone registry; ir_se50 at S =
 * SAM: ONE CBAM spatial-attention module (a single 7x7 conv over [channel-mean, channel-max])
   turns both mask maps into attention maps A1 [B, S/2, S/2, 1] and A3 [B, S/8, S/8, 1]; the same
   maps multiply the RGB and the depth feature maps, so the SAM weights are one variable set
-  shared by both branches (and both stages).
+  shared by both branches (and both stages). ``sam_normalization="batch"`` puts a BatchNorm
+  between the conv and the sigmoid as CBAM's reference code does (one BN per stage, the conv
+  stays shared); ``"none"`` is sigmoid(conv + bias) as printed.
+* ``attention_mode``: ``multiply`` (the paper, x * A) or ``residual`` (x * (1 + A), the
+  residual-attention form: the identity path is kept and A only adds emphasis).
+
+Why the options exist (measured on the tiny synthetic bench, see ``bench/ablation_table.py``):
+every consumer of an attended map starts with BatchNorm (the next IR-SE unit's pre-BN and its
+projection shortcut, or the style encoder's), so a uniform rescaling of A is invisible to the
+loss and only A's spatial/per-sample contrast matters. Without normalisation the SAM logit is
+an unbounded linear function of the pooled mask features; the first steps at lr 0.1 give the
+99 SAM weights a large gradient whose momentum carries sum(kernel) from ~0 to ~+39 while the
+gradient itself has already vanished, so sigmoid saturates at 1 everywhere (logits 5 ... 100)
+and the mask branch becomes a no-op for the rest of training.
 * Classifiers (shared by both branches, called by the trainer, never exported):
   C_id = :class:`~tf_rgbd.models.heads.CombinedMargin` (ArcFace s = 64, m = 0.5 by default),
   C_style = 2-way :class:`~tf_rgbd.models.heads.LinearClassifier` (0 = RGB, 1 = depth).
@@ -43,7 +56,8 @@ from typing import Mapping, Sequence
 import keras
 from keras import ops
 
-from tf_rgbd.config.recognizer import DEPTH_SOURCES, MODALITIES, RecognizerModelConfig
+from tf_rgbd.config.recognizer import (ATTENTION_MODES, DEPTH_SOURCES, MODALITIES,
+                                       SAM_NORMALIZATIONS, RecognizerModelConfig)
 from tf_rgbd.models import backbones, blocks, heads
 
 BRANCHES = ("rgb", "depth")
@@ -176,6 +190,9 @@ class SegmentationGuidedRecognizer(keras.Model):
       dropout_rate: dropout in the identity embedding heads.
       margin_s, margin_m1, margin_m2, margin_m3: C_id's CombinedMargin parameters.
       sam_kernel_size: the SAM convolution size (7).
+      sam_normalization: ``none`` (sigmoid(conv + bias), as printed) or ``batch`` (conv -> BN ->
+        sigmoid, CBAM's reference SpatialGate; one BN per attention stage).
+      attention_mode: ``multiply`` (x * A, the paper) or ``residual`` (x * (1 + A)).
 
     ``call(inputs)`` returns a dict with, for each enabled branch b in (rgb, depth),
     ``id_<b>`` and ``style_<b>`` (float32 [B, embedding_dim], not normalised), and when the mask
@@ -187,7 +204,8 @@ class SegmentationGuidedRecognizer(keras.Model):
                  modalities: Sequence[str] = MODALITIES, embedding_dim: int = 512,
                  dropout_rate: float = 0.4, margin_s: float = 64.0, margin_m1: float = 1.0,
                  margin_m2: float = 0.5, margin_m3: float = 0.0, se_reduction: int = 16,
-                 sam_kernel_size: int = 7, bn_momentum: float = blocks.BN_MOMENTUM,
+                 sam_kernel_size: int = 7, sam_normalization: str = "none",
+                 attention_mode: str = "multiply", bn_momentum: float = blocks.BN_MOMENTUM,
                  bn_epsilon: float = blocks.BN_EPSILON, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = int(num_classes)
@@ -201,6 +219,13 @@ class SegmentationGuidedRecognizer(keras.Model):
         self.margin_m3 = float(margin_m3)
         self.se_reduction = int(se_reduction)
         self.sam_kernel_size = int(sam_kernel_size)
+        if sam_normalization not in SAM_NORMALIZATIONS:
+            raise ValueError(f"sam_normalization {sam_normalization!r} is not one of "
+                             f"{SAM_NORMALIZATIONS}")
+        if attention_mode not in ATTENTION_MODES:
+            raise ValueError(f"attention_mode {attention_mode!r} is not one of {ATTENTION_MODES}")
+        self.sam_normalization = sam_normalization
+        self.attention_mode = attention_mode
         self.bn_momentum = float(bn_momentum)
         self.bn_epsilon = float(bn_epsilon)
         spec = backbones.backbone_spec(backbone)
@@ -219,8 +244,9 @@ class SegmentationGuidedRecognizer(keras.Model):
             for branch in self.branches}
         if self.uses_mask:
             self.mask_encoder = MaskEncoder(spec.stage_widths[:3], name="mask_encoder", **bn)
-            self.spatial_attention = blocks.SpatialAttention(self.sam_kernel_size,
-                                                             name="spatial_attention")
+            self.spatial_attention = blocks.SpatialAttention(
+                self.sam_kernel_size, normalization=self.sam_normalization,
+                num_inputs=len(ATTENTION_STAGES), name="spatial_attention", **bn)
         else:
             self.mask_encoder = None
             self.spatial_attention = None
@@ -251,8 +277,9 @@ class SegmentationGuidedRecognizer(keras.Model):
         """SAM(E^M(mask)): {"attention_stage1": [B,S/2,S/2,1], "attention_stage3": [B,S/8,S/8,1]}
         in (0, 1)."""
         mask_features = self.mask_encoder(masks, training=training)
-        return {f"attention_stage{stage}": self.spatial_attention(mask_features[f"stage{stage}"])
-                for stage in ATTENTION_STAGES}
+        return {f"attention_stage{stage}": self.spatial_attention(
+                    mask_features[f"stage{stage}"], training=training, input_index=index)
+                for index, stage in enumerate(ATTENTION_STAGES)}
 
     def encode_branch(self, branch: str, images, attention: Mapping, training=None,
                       with_style: bool = True) -> dict:
@@ -260,7 +287,11 @@ class SegmentationGuidedRecognizer(keras.Model):
 
         def multiply_attention(stage_number, features):
             key = f"attention_stage{stage_number}"
-            return features * attention[key] if key in attention else features
+            if key not in attention:
+                return features
+            if self.attention_mode == "residual":
+                return features * (1.0 + attention[key])
+            return features * attention[key]
 
         stages = self.identity_encoders[branch].forward(images, training=training,
                                                         stage_hook=multiply_attention)
@@ -328,6 +359,8 @@ class SegmentationGuidedRecognizer(keras.Model):
                 "margin_s": self.margin_s, "margin_m1": self.margin_m1,
                 "margin_m2": self.margin_m2, "margin_m3": self.margin_m3,
                 "se_reduction": self.se_reduction, "sam_kernel_size": self.sam_kernel_size,
+                "sam_normalization": self.sam_normalization,
+                "attention_mode": self.attention_mode,
                 "bn_momentum": self.bn_momentum, "bn_epsilon": self.bn_epsilon}
 
 
@@ -406,6 +439,7 @@ def recognizer_from_config(model_config: RecognizerModelConfig, num_classes: int
         modalities=model_config.modalities, embedding_dim=model_config.embedding_dim,
         dropout_rate=model_config.dropout_rate, margin_s=model_config.margin_s,
         margin_m1=model_config.margin_m1, margin_m2=model_config.margin_m2,
-        margin_m3=model_config.margin_m3, name=name)
+        margin_m3=model_config.margin_m3, sam_normalization=model_config.sam_normalization,
+        attention_mode=model_config.attention_mode, name=name)
     recognizer.build_for_size(model_config.image_size)
     return recognizer

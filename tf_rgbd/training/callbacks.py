@@ -17,7 +17,6 @@ repeated dataset is positioned where the interrupted run stopped.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from typing import Any, Callable, Mapping, Optional, Sequence

@@ -22,13 +22,14 @@ import dataclasses
 import logging
 import os
 import time
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import keras
 import tensorflow as tf
 
 from tf_rgbd import config as config_lib
 from tf_rgbd import io_utils
+from tf_rgbd.config import recognizer as recognizer_config
 from tf_rgbd.config.recognizer import (CONFIG_FILE, INFERENCE_FILE, RECOGNIZER_FILE,
                                        SUMMARY_FILE, RecognizerExperimentConfig,
                                        RecognizerLossConfig, RecognizerModelConfig,
@@ -340,3 +341,54 @@ def run_training(experiment: RecognizerExperimentConfig, verbose: Any = "auto") 
                  start_step, total_steps, seconds, final_logs.get("loss", float("nan")),
                  accuracy, train.model_dir)
     return summary
+
+
+def train_and_evaluate(experiments: Sequence[RecognizerExperimentConfig], evaluate: bool,
+                       eval_data_dir: Optional[str] = None, protocol: str = "lock3dface_style",
+                       eval_depth_sources: Sequence[str] = (), flip_test: bool = True,
+                       summary_dir: Optional[str] = None, verbose="auto") -> dict:
+    """Trains each experiment, evaluates it for every depth source, prints the combined tables.
+
+    The library side of ``training/train_recognizer.py --variants=... --evaluate`` (importable
+    without absl flags, e.g. by the demo).
+
+    Returns ``{"runs": {variant: {"training": summary, "evaluation": {source: metrics}}},
+    "table": text}``; with ``summary_dir`` also writes ``variants_summary.json`` there.
+    """
+    from tf_rgbd import eval as eval_lib  # evaluation needs the whole eval package
+    from tf_rgbd.eval import identification
+
+    runs, table_rows, subsets = {}, {}, None
+    for experiment in experiments:
+        training_summary = run_training(experiment, verbose=verbose)
+        run = {"training": training_summary, "evaluation": {}}
+        if evaluate:
+            sources = tuple(eval_depth_sources) or (experiment.train.depth_source,)
+            if "depth" not in experiment.model.modalities:
+                sources = sources[:1]  # depth source is irrelevant without a depth branch
+            for source in sources:
+                metrics = eval_lib.evaluate_recognizer(recognizer_config.RecognizerEvalConfig(
+                    data_dir=eval_data_dir or experiment.train.data_dir,
+                    model_dir=experiment.train.model_dir, protocol=protocol,
+                    depth_source=source, flip_test=flip_test))
+                run["evaluation"][source] = {key: value for key, value in metrics.items()
+                                             if key != "tables"}
+                print(metrics["tables"]["identification"])
+                print(metrics["tables"]["verification"])
+                subsets = subsets or list(metrics["num_probes"])
+                for method, values in metrics["identification"].items():
+                    label = eval_lib.METHOD_NAMES.get(method, method)
+                    with_depth = "depth" in experiment.model.modalities
+                    source_note = f", {source} depth" if with_depth else ""
+                    table_rows[f"{experiment.variant}: {label}{source_note}"] = {
+                        **{subset: entry["rank1"] for subset, entry in values["subsets"].items()},
+                        "average": values["average_rank1"]}
+        runs[experiment.variant] = run
+    table = (identification.format_identification_table(table_rows, subsets, "rank-1 %")
+             if table_rows else "")
+    if table:
+        print(table)
+    result = {"runs": runs, "table": table}
+    if summary_dir:
+        io_utils.atomic_write_json(os.path.join(summary_dir, "variants_summary.json"), result)
+    return result
