@@ -42,6 +42,10 @@ flags.DEFINE_integer("steps_per_epoch", 15, "Steps per epoch.")
 flags.DEFINE_float("learning_rate", 0.1, "Initial SGD learning rate.")
 flags.DEFINE_float("margin_s", 64.0, "ArcFace scale.")
 flags.DEFINE_float("margin_m2", 0.5, "ArcFace margin.")
+flags.DEFINE_enum("sam_normalization", "none", recognizer_config.SAM_NORMALIZATIONS,
+                  "SAM logit normalisation of every +M variant (none | batch).")
+flags.DEFINE_enum("attention_mode", "multiply", recognizer_config.ATTENTION_MODES,
+                  "How +M variants apply the attention: x * A | x * (1 + A).")
 flags.DEFINE_list("tables", ["7", "8"], "Which tables to run.")
 flags.DEFINE_integer("seed", 0, "Seed shared by every variant.")
 
@@ -66,7 +70,9 @@ def _experiment(data_dir: str, variant: str) -> RecognizerExperimentConfig:
     experiment = RecognizerExperimentConfig(
         model=RecognizerModelConfig(backbone=FLAGS.backbone, image_size=FLAGS.image_size,
                                     embedding_dim=FLAGS.embedding_dim,
-                                    margin_s=FLAGS.margin_s, margin_m2=FLAGS.margin_m2),
+                                    margin_s=FLAGS.margin_s, margin_m2=FLAGS.margin_m2,
+                                    sam_normalization=FLAGS.sam_normalization,
+                                    attention_mode=FLAGS.attention_mode),
         loss=RecognizerLossConfig(),
         train=RecognizerTrainConfig(
             data_dir=data_dir, model_dir=os.path.join(FLAGS.work_dir, "runs", variant),
@@ -136,7 +142,9 @@ def main(argv) -> None:
 
     budget = (f"budget per variant: {FLAGS.epochs} epochs x {FLAGS.steps_per_epoch} steps, batch "
               f"{FLAGS.batch_size}, backbone {FLAGS.backbone} at {FLAGS.image_size}px, lr "
-              f"{FLAGS.learning_rate} (step decay), seed {FLAGS.seed}; data {data_dir}; "
+              f"{FLAGS.learning_rate} (step decay), seed {FLAGS.seed}; +M: SAM "
+              f"normalisation {FLAGS.sam_normalization}, attention {FLAGS.attention_mode}; "
+              f"data {data_dir}; "
               f"rank-1 / TAR@FAR=0.1 / EER in %")
     texts = {}
     if "7" in FLAGS.tables:
@@ -154,7 +162,8 @@ def main(argv) -> None:
                                 "flags": {flag: FLAGS[flag].value for flag in (
                                     "image_size", "backbone", "embedding_dim", "batch_size",
                                     "epochs", "steps_per_epoch", "learning_rate", "margin_s",
-                                    "margin_m2", "seed")}})
+                                    "margin_m2", "sam_normalization", "attention_mode",
+                                    "seed")}})
     logging.info("ablation finished in %.0f s -> %s", seconds,
                  os.path.join(FLAGS.work_dir, "ablation.json"))
 

@@ -32,14 +32,14 @@ def define_flags() -> None:
                                         "--work_dir/data.")
     flags.DEFINE_string("work_dir", "", "Where data, runs and the JSON go (default: a new "
                                         "temporary directory).")
-    flags.DEFINE_integer("num_identities", 24, "Synthetic data: identities (25% held out).")
-    flags.DEFINE_integer("images_per_identity", 10, "Synthetic data: images per identity.")
+    flags.DEFINE_integer("num_identities", 64, "Synthetic data: identities (25% held out).")
+    flags.DEFINE_integer("images_per_identity", 6, "Synthetic data: images per identity.")
     flags.DEFINE_integer("image_size", 64, "Image size.")
-    flags.DEFINE_integer("steps", 500, "Optimiser steps per method (the shared budget).")
+    flags.DEFINE_integer("steps", 1000, "Optimiser steps per method (the shared budget).")
     flags.DEFINE_integer("batch_size", 16, "Batch size.")
     flags.DEFINE_integer("base_filters", 8, "Generator / discriminator base width.")
-    flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (both optimisers; the paper's "
-                                              "2e-4 needs several times the steps).")
+    flags.DEFINE_float("learning_rate", 2e-3, "Adam learning rate (both optimisers; the paper's "
+                                              "2e-4 needs many times the steps).")
     flags.DEFINE_boolean("augment", True, "The pipeline's flip / crop / colour augmentation.")
     flags.DEFINE_boolean("masked_rows", True, "Also report DepthNet's D* (depth zeroed where "
                                               "its own mask says background, as "

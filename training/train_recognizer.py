@@ -60,6 +60,11 @@ flags.DEFINE_float("margin_s", 64.0, "CombinedMargin scale s.")
 flags.DEFINE_float("margin_m1", 1.0, "Multiplicative angular margin m1.")
 flags.DEFINE_float("margin_m2", 0.5, "Additive angular margin m2 (ArcFace).")
 flags.DEFINE_float("margin_m3", 0.0, "Additive cosine margin m3 (CosFace).")
+flags.DEFINE_enum("sam_normalization", "none", recognizer_config.SAM_NORMALIZATIONS,
+                  "Between the SAM conv and its sigmoid: none (as printed) or batch (BN, as in "
+                  "CBAM's reference code; keeps the attention out of saturation).")
+flags.DEFINE_enum("attention_mode", "multiply", recognizer_config.ATTENTION_MODES,
+                  "multiply: x * A (paper); residual: x * (1 + A).")
 # Losses.
 flags.DEFINE_list("losses", list(recognizer_config.LOSS_TERMS), "Any of cls,sa,cmfl,dis.")
 flags.DEFINE_float("lambda_cls", 0.5, "lambda0.")

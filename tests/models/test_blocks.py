@@ -75,3 +75,42 @@ def test_spatial_attention_is_cbam(tmp_path):
     assert attention[0, row, col, 0] == pytest.approx(1.0 / (1.0 + np.exp(-logit)), rel=1e-4)
     # The same module serves maps of any width.
     assert layer(helpers.random_images(1, 6, 64)).shape == (1, 6, 6, 1)
+
+
+def test_spatial_attention_batch_norm_variant(tmp_path):
+    """CBAM reference SpatialGate: conv (no bias) -> BN -> sigmoid, one BN per input slot."""
+    layer = blocks.SpatialAttention(7, normalization="batch", num_inputs=2, name="sam")
+    inputs = helpers.random_images(4, 12, 5)
+    attention = _checks(layer, (12, 12, 5), inputs, (4, 12, 12, 1), tmp_path)["output"]
+    assert np.all(attention > 0.0) and np.all(attention < 1.0)
+    assert len(layer.conv.weights) == 1 and len(layer.norms) == 2  # shared conv, BN per slot
+    # Training mode: the logit is normalised over the batch, whatever the conv's magnitude.
+    logits = lambda a: np.log(a) - np.log1p(-a)  # noqa: E731
+    for scale in (1.0, 100.0):
+        trained = np.asarray(layer(inputs * scale, training=True, input_index=1))
+        assert abs(logits(trained).mean()) < 1e-3 and logits(trained).std() == pytest.approx(
+            1.0, rel=1e-2)
+    # Only the called slot's moving statistics move.
+    assert float(layer.norms[0].moving_mean.numpy()[0]) == 0.0
+    assert float(layer.norms[1].moving_mean.numpy()[0]) != 0.0
+    with pytest.raises(ValueError, match="input_index"):
+        layer(inputs, input_index=2)
+    with pytest.raises(ValueError, match="normalization"):
+        blocks.SpatialAttention(7, normalization="layer")
+
+
+def test_spatial_attention_saturation_without_normalization():
+    """The failure the BN variant prevents: a kernel pushed positive (what momentum SGD does to
+    the un-normalised SAM in the first steps at lr 0.1) saturates sigma at 1 everywhere, where
+    the gradient vanishes; with BN the same kernel keeps a spatial contrast around 0.5."""
+    inputs = helpers.random_images(4, 12, 8, low=0.0, high=4.0)  # ReLU-like mask features
+    plain = blocks.SpatialAttention(7)
+    normalized = blocks.SpatialAttention(7, normalization="batch")
+    plain.build(inputs.shape)
+    normalized.build(inputs.shape)
+    pushed = np.full((7, 7, 2, 1), 0.8, np.float32)  # sum(kernel) = +78
+    plain.conv.kernel.assign(pushed)
+    normalized.conv.kernel.assign(pushed)
+    assert np.all(np.asarray(plain(inputs)) > 0.9999)
+    contrast = np.asarray(normalized(inputs, training=True))
+    assert contrast.std() > 0.1 and 0.3 < contrast.mean() < 0.7

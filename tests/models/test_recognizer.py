@@ -16,10 +16,10 @@ def _inputs(batch=2, size=SIZE, seed=0):
             "mask": helpers.random_masks(batch, size, seed=seed + 2)}
 
 
-def _tiny(modalities=recognizer_lib.MODALITIES, num_classes=5):
+def _tiny(modalities=recognizer_lib.MODALITIES, num_classes=5, **kwargs):
     model = recognizer_lib.SegmentationGuidedRecognizer(
         num_classes=num_classes, backbone="tiny", modalities=modalities, embedding_dim=16,
-        dropout_rate=0.0, name="recognizer")
+        dropout_rate=0.0, name="recognizer", **kwargs)
     model.build_for_size(SIZE)
     return model
 
@@ -129,3 +129,35 @@ def test_select_inputs_and_depth_key():
     assert recognizer_lib.resolve_depth_key(manifest, "train", "gt") == "depth"
     with pytest.raises(ValueError, match="augmented"):
         recognizer_lib.resolve_depth_key(manifest, "train", "generated")
+
+
+def test_attention_options_save_and_apply(tmp_path):
+    """sam_normalization="batch" (conv shared, one BN per stage) and attention_mode="residual"
+    (x * (1 + A)) survive saving; A = 0 in residual mode and A = 1 in multiply mode are
+    no-ops."""
+    model = _tiny(sam_normalization="batch", attention_mode="residual")
+    inputs = _inputs()
+    helpers.run_model_checks(model, inputs, {"id_rgb": (2, 16), "id_depth": (2, 16)}, tmp_path)
+    sam = model.spatial_attention
+    assert sam.normalization == "batch" and len(sam.norms) == len(recognizer_lib.ATTENTION_STAGES)
+    shared_ids = {id(variable) for variable in model.shared_variables()}
+    assert all(id(variable) in shared_ids for variable in sam.trainable_variables)
+    assert len(sam.trainable_variables) == 1 + 2 * len(recognizer_lib.ATTENTION_STAGES)
+
+    def embedding(recognizer, attention):
+        return np.asarray(recognizer.encode_branch("rgb", inputs["rgb"], attention,
+                                                   training=False, with_style=False)["id"])
+
+    def constant(value):
+        return {f"attention_stage{stage}": tf.fill((2, SIZE // 2 ** stage, SIZE // 2 ** stage, 1),
+                                                   value)
+                for stage in recognizer_lib.ATTENTION_STAGES}
+
+    np.testing.assert_allclose(embedding(model, constant(0.0)), embedding(model, {}), atol=1e-5)
+    plain = _tiny()
+    assert plain.attention_mode == "multiply" and plain.sam_normalization == "none"
+    np.testing.assert_allclose(embedding(plain, constant(1.0)), embedding(plain, {}), atol=1e-5)
+    with pytest.raises(ValueError, match="attention_mode"):
+        _tiny(attention_mode="add")
+    with pytest.raises(ValueError, match="sam_normalization"):
+        _tiny(sam_normalization="group")

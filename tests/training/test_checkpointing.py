@@ -112,7 +112,7 @@ def _run(trainer, model_dir, total_steps, steps_per_epoch, extra=()):
 
 
 def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path):
-    total, per_epoch = 7, 3
+    total, per_epoch = 6, 3
     reference = _trainer()
     _run(reference, str(tmp_path / "reference"), total, per_epoch)
     assert int(reference.generator_optimizer.iterations) == total

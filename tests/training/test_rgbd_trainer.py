@@ -34,11 +34,11 @@ def _batch(batch=8, seed=0):
             "label": tf.constant(np.arange(batch) % NUM_IDS, tf.int32)}
 
 
-def _trainer(loss_config=RecognizerLossConfig(), learning_rate=0.1):
+def _trainer(loss_config=RecognizerLossConfig(), learning_rate=0.1, **model_overrides):
     keras.utils.set_random_seed(0)
     train_config = RecognizerTrainConfig(learning_rate=learning_rate, lr_decay_epochs=())
-    trainer, _ = rgbd_trainer.build_trainer(_model_config(), loss_config, train_config,
-                                            NUM_IDS, steps_per_epoch=10)
+    trainer, _ = rgbd_trainer.build_trainer(_model_config(**model_overrides), loss_config,
+                                            train_config, NUM_IDS, steps_per_epoch=10)
     return trainer
 
 
@@ -83,6 +83,20 @@ def test_gradient_routing(cmfl_stop_gradient):
     expected = (tape.gradient(results["total_rgb"], sam_kernel)
                 + tape.gradient(results["total_depth"], sam_kernel))
     np.testing.assert_allclose(routed[id(sam_kernel)], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_normalised_residual_attention_trains_through_the_config():
+    """The model config's attention options reach the recognizer; the shared SAM (conv and
+    both per-stage BNs) gets the sum of both branches' gradients and both BN slots update."""
+    trainer = _trainer(sam_normalization="batch", attention_mode="residual")
+    recognizer = trainer.recognizer
+    sam = recognizer.spatial_attention
+    assert (sam.normalization, recognizer.attention_mode) == ("batch", "residual")
+    _, routed = trainer.routed_gradients(_batch())
+    routed = {id(variable): gradient for gradient, variable in routed}
+    assert all(_nonzero(routed.get(id(variable))) for variable in sam.trainable_variables)
+    trainer.train_step(_batch())
+    assert all(float(norm.moving_mean.numpy()[0]) != 0.0 for norm in sam.norms)
 
 
 def test_overfits_a_tiny_batch():

@@ -29,21 +29,26 @@ Architecture (widths w1..w4 and units from the backbone registry; ir_se50 at S =
   stays shared); ``"none"`` is sigmoid(conv + bias) as printed.
 * ``attention_mode``: ``multiply`` (the paper, x * A) or ``residual`` (x * (1 + A), the
   residual-attention form: the identity path is kept and A only adds emphasis).
-
-Why the options exist (measured on the tiny synthetic bench, see ``bench/ablation_table.py``):
-every consumer of an attended map starts with BatchNorm (the next IR-SE unit's pre-BN and its
-projection shortcut, or the style encoder's), so a uniform rescaling of A is invisible to the
-loss and only A's spatial/per-sample contrast matters. Without normalisation the SAM logit is
-an unbounded linear function of the pooled mask features; the first steps at lr 0.1 give the
-99 SAM weights a large gradient whose momentum carries sum(kernel) from ~0 to ~+39 while the
-gradient itself has already vanished, so sigmoid saturates at 1 everywhere (logits 5 ... 100)
-and the mask branch becomes a no-op for the rest of training.
 * Classifiers (shared by both branches, called by the trainer, never exported):
   C_id = :class:`~tf_rgbd.models.heads.CombinedMargin` (ArcFace s = 64, m = 0.5 by default),
   C_style = 2-way :class:`~tf_rgbd.models.heads.LinearClassifier` (0 = RGB, 1 = depth).
 
 ``modalities`` switches parts off for the paper's Table 7: without ``mask`` there is no mask
 branch and no attention; without ``rgb`` / ``depth`` that branch is not built.
+
+Why the attention options exist (measured on the tiny synthetic bench,
+``bench/ablation_table.py``): every consumer of an attended map starts with BatchNorm (the
+next IR-SE unit's pre-BN and its projection shortcut, or the style encoder's), so a uniform
+rescaling of A is invisible to the loss and only A's spatial/per-sample contrast matters.
+Without normalisation the SAM logit is an unbounded linear function of the pooled (ReLU,
+>= 0) mask features. At lr 0.1 the 99 SAM weights get a large gradient in the first 2-4 steps
+only; SGD momentum (0.9) keeps moving them for ~20 more steps after that gradient has
+vanished (sum(kernel) -0.1 -> +39 by step 50; with momentum 0 it stays at 3-4), driving the
+logits to |z| >> 10. Depending on the seed the map ends at A = 1 everywhere (the mask branch
+is a no-op) or as a hard 0/1 gate that zeroes most positions; either way sigma' ~ 0 and it
+never recovers. ``sam_normalization="batch"`` keeps |z| within a few units with a live
+per-face contrast, but has not been shown to improve rank-1 at the bench's size (the
+seed-to-seed spread is larger than the differences), so the printed form stays the default.
 
 :func:`build_inference_model` wraps the trained encoders in a training-free functional model
 (dynamic batch, named inputs ``rgb``/``depth``/``mask``, L2-normalised outputs
