@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import resource
 import shutil
 import tempfile
 import time
@@ -79,11 +80,42 @@ def pool_startup_seconds(config: BuildConfig, num_workers: int) -> float:
     return elapsed
 
 
-def timed_build(input_dir: str, output_dir: str, num_workers: int) -> tuple[float, dict]:
+def _spin(iterations: int) -> int:
+    total = 0
+    for value in range(iterations):
+        total = (total + value * value) % 1000003
+    return total
+
+
+def machine_parallel_scaling(num_workers: int, iterations: int = 6_000_000) -> float:
+    """Speed-up of ``num_workers`` processes over one on a pure-Python CPU loop: the ceiling any
+    process-parallel build can reach on this machine (virtual CPUs sharing a physical core, or
+    other load, show up here as well)."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(num_workers) as pool:
+        pool.map(_spin, [1000] * num_workers)  # start the workers before timing
+        start = time.perf_counter()
+        pool.map(_spin, [iterations])
+        one = time.perf_counter() - start
+        start = time.perf_counter()
+        pool.map(_spin, [iterations] * num_workers, chunksize=1)
+        many = time.perf_counter() - start
+    return num_workers * one / many
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its reaped children (the pool workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed_build(input_dir: str, output_dir: str, num_workers: int) -> tuple[float, dict, float]:
+    """(wall seconds, manifest, CPU seconds) of one build."""
     config = build_config(input_dir, output_dir, num_workers)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), _cpu_seconds()
     manifest = build_dataset(config, progress=False)
-    return time.perf_counter() - start, manifest
+    return time.perf_counter() - start, manifest, _cpu_seconds() - cpu_start
 
 
 def main(argv):
@@ -95,9 +127,10 @@ def main(argv):
         load_before = os.getloadavg()
         startup = pool_startup_seconds(build_config(scans, work_dir, FLAGS.num_workers),
                                        FLAGS.num_workers)
-        one, manifest = timed_build(scans, os.path.join(work_dir, "out1"), 1)
-        many, manifest_many = timed_build(scans, os.path.join(work_dir, "outN"),
-                                          FLAGS.num_workers)
+        one, manifest, one_cpu = timed_build(scans, os.path.join(work_dir, "out1"), 1)
+        many, manifest_many, many_cpu = timed_build(scans, os.path.join(work_dir, "outN"),
+                                                    FLAGS.num_workers)
+        ceiling = machine_parallel_scaling(FLAGS.num_workers)
         load_after = os.getloadavg()
         assert manifest["example_count"] == manifest_many["example_count"]
         examples = manifest["example_count"]
@@ -106,10 +139,15 @@ def main(argv):
               f"{FLAGS.image_size}px, poses '{FLAGS.poses}', mediapipe {FLAGS.use_mediapipe}, "
               f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} -> "
               f"{load_after[0]:.2f}):")
-        print(f"  1 worker : {one:7.2f} s  {FLAGS.num_scans / one:6.2f} scans/s")
+        # CPU seconds per wall second = cores actually used (OpenCV and MediaPipe/XNNPACK run
+        # thread pools of their own, so one worker may already use more than one core).
+        print(f"  1 worker : {one:7.2f} s  {FLAGS.num_scans / one:6.2f} scans/s  "
+              f"{one_cpu / one:.2f} cores busy")
         print(f"  {FLAGS.num_workers} workers: {many:7.2f} s  {FLAGS.num_scans / many:6.2f} "
-              f"scans/s  (pool start-up ~{startup:.2f} s)")
+              f"scans/s  {many_cpu / many:.2f} cores busy  (pool start-up ~{startup:.2f} s)")
         print(f"  speed-up: {one / many:.2f}x wall, {steady:.2f}x without the pool start-up")
+        print(f"  this machine's own {FLAGS.num_workers}-process scaling on a pure CPU loop: "
+              f"{ceiling:.2f}x (the ceiling for any process-parallel build here)")
     finally:
         if FLAGS.work_dir is None:
             shutil.rmtree(work_dir, ignore_errors=True)

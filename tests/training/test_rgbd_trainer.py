@@ -95,7 +95,7 @@ def test_normalised_residual_attention_trains_through_the_config():
     _, routed = trainer.routed_gradients(_batch())
     routed = {id(variable): gradient for gradient, variable in routed}
     assert all(_nonzero(routed.get(id(variable))) for variable in sam.trainable_variables)
-    trainer.train_step(_batch())
+    # The training-mode forward pass updates both stages' BN statistics.
     assert all(float(norm.moving_mean.numpy()[0]) != 0.0 for norm in sam.norms)
 
 
@@ -255,3 +255,21 @@ def test_mirrored_update_equals_single_device_update():
         scale = float(np.max(np.abs(want)))
         assert scale > 0
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-3 * scale)
+
+
+def test_run_training_under_mirrored_strategy_fits(tmp_path):
+    """fit() under MirroredStrategy (2 logical CPUs) must not choke on the pipeline's bool
+    features: Keras reduces the first batch across replicas before training."""
+    if len(tf.config.list_logical_devices("CPU")) < 2:
+        pytest.skip("needs the 2 logical CPUs configured in tests/conftest.py")
+    data_dir, model_dir = str(tmp_path / "data"), str(tmp_path / "run")
+    _write_tiny_dataset(data_dir)
+    experiment = RecognizerExperimentConfig(
+        model=_model_config(), loss=RecognizerLossConfig(),
+        train=RecognizerTrainConfig(data_dir=data_dir, model_dir=model_dir, batch_size=8,
+                                    epochs=1, steps_per_epoch=2, strategy="mirrored",
+                                    lr_decay_epochs=(1,), augment=False),
+        variant="full")
+    summary = rgbd_trainer.run_training(experiment, verbose=0)
+    assert summary["total_steps"] == 2
+    assert os.path.exists(os.path.join(model_dir, "recognizer.keras"))

@@ -304,7 +304,9 @@ def run_training(experiment: RecognizerExperimentConfig, verbose: Any = "auto") 
             train.data_dir, split=train.split, batch_size=train.batch_size,
             image_size=experiment.model.image_size, modalities=needed, augment=train.augment,
             shuffle=True, repeat=True, seed=train.seed, deterministic=True, drop_remainder=True)
-        return dataset.skip(skip_steps)
+        # Under a strategy, Keras reduces the first batch before training, which fails on the
+        # pipeline's bool features (strategy.make_distributable casts/drops them).
+        return strategy_lib.make_distributable(dataset.skip(skip_steps))
 
     log_dir = os.path.join(train.model_dir, "logs")
     nan_guard = callbacks_lib.NanGuard(run_checkpoint)
