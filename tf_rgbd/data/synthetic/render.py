@@ -331,8 +331,10 @@ def generate(config: SyntheticConfig, identities: Optional[Iterable[int]] = None
     Args:
       config: the dataset config.
       identities: identity indices to render (each independent of the others).
-      num_workers: > 1 renders in that many processes (one identity per task, order kept;
-        ``fork`` start method where available, so the model is built once).
+      num_workers: > 1 renders in that many processes (one identity per task, order kept).
+        Workers are started with ``spawn`` and receive the model pickled: ``fork`` deadlocks
+        when the parent already ran OpenCV's or TensorFlow's thread pools (a forked child
+        inherits their locks held; seen as a hang in ``cv2.setNumThreads``).
       model: the face model (default: built from the config).
     """
     identities = range(config.num_identities) if identities is None else list(identities)
@@ -343,8 +345,7 @@ def generate(config: SyntheticConfig, identities: Optional[Iterable[int]] = None
             for spec in plan.identity_plan(config, identity):
                 yield renderer.render(spec).example
         return
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
+    context = multiprocessing.get_context("spawn")
     with context.Pool(num_workers, initializer=_init_worker, initargs=(config, model)) as pool:
         for examples in pool.imap(_render_identity, identities):
             yield from examples
