@@ -11,6 +11,7 @@ import struct
 
 import numpy as np
 
+from tf_rgbd.data import image_io
 from tf_rgbd.data.writer import SkipExample
 
 REASON = "malformed_biwi_bin"
@@ -24,13 +25,7 @@ def read_depth_bin(path: str) -> np.ndarray:
       SkipExample: missing_file, empty_file, malformed_biwi_bin (bad size, a run-length block
         running past the image, a truncated block, or fewer pixels than width * height).
     """
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError as error:
-        raise SkipExample("missing_file", f"{path} does not exist") from error
-    if not data:
-        raise SkipExample("empty_file", f"{path} is a zero-byte file")
+    data = image_io.read_file_bytes(path)
     if len(data) < 8:
         raise SkipExample(REASON, f"{path}: {len(data)} bytes, no width/height header")
     width, height = struct.unpack_from("<ii", data, 0)

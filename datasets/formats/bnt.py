@@ -14,6 +14,7 @@ import struct
 
 import numpy as np
 
+from tf_rgbd.data import image_io
 from tf_rgbd.data.writer import SkipExample
 
 REASON = "malformed_bnt"
@@ -46,13 +47,7 @@ def read_bnt(path: str) -> BntScan:
       SkipExample: missing_file, empty_file, malformed_bnt (short header, ``count`` not equal to
         nrows * ncols * 5, fewer data bytes than ``count`` says: a truncated file).
     """
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError as error:
-        raise SkipExample("missing_file", f"{path} does not exist") from error
-    if not data:
-        raise SkipExample("empty_file", f"{path} is a zero-byte file")
+    data = image_io.read_file_bytes(path)
     if len(data) < _HEADER.size:
         raise SkipExample(REASON, f"{path}: {len(data)} bytes, shorter than the "
                                   f"{_HEADER.size}-byte header (truncated)")

@@ -15,7 +15,8 @@ import numpy as np
 from tf_rgbd.data.writer import SkipExample
 
 
-def _read_bytes(path: str) -> bytes:
+def read_file_bytes(path: str) -> bytes:
+    """The whole file; raises SkipExample ``missing_file`` or ``empty_file`` (zero bytes)."""
     if not os.path.exists(path):
         raise SkipExample("missing_file", f"{path} does not exist")
     data = open(path, "rb").read()
@@ -40,7 +41,7 @@ def read_rgb(path: str) -> np.ndarray:
     Raises:
       SkipExample: missing_file, empty_file, corrupt_image (undecodable or truncated).
     """
-    data = _read_bytes(path)
+    data = read_file_bytes(path)
     if _is_truncated(data):
         raise SkipExample("corrupt_image", f"{path} is truncated (no end-of-image marker)")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -89,7 +90,7 @@ def read_depth_png_mm(path: str, scale_mm: float = 1.0,
       scale_mm: millimetres per PNG unit (1.0 for Kinect-style mm PNGs).
       expected_shape: (H, W) the depth must have (the RGB image's), else depth_size_mismatch.
     """
-    data = _read_bytes(path)
+    data = read_file_bytes(path)
     if _is_truncated(data):
         raise SkipExample("corrupt_image", f"{path} is truncated (no end-of-image marker)")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -103,7 +104,7 @@ def read_depth_png_mm(path: str, scale_mm: float = 1.0,
 
 def read_depth_npy_mm(path: str, expected_shape: Optional[tuple[int, int]] = None) -> np.ndarray:
     """Reads a float depth map in mm from ``.npy`` (NaN marks no data in some tools: rejected)."""
-    _read_bytes(path)
+    read_file_bytes(path)
     try:
         depth = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as error:
