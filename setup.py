@@ -18,6 +18,7 @@ INSTALL_REQUIRES = [
     "tqdm",
     "matplotlib",
     "scikit-learn",
+    "pyyaml==6.0.2",
 ]
 
 setup(

@@ -1,6 +1,6 @@
 """Paper Table 7 (modalities) and Table 8 (loss terms) ablations on synthetic data, same budget.
 
-  python -m bench.ablation_table --work_dir=runs/ablation
+  python -m bench.ablation_table --output_dir=runs/ablation
 
 Builds (or reuses) a synthetic RGB-D dataset, trains every variant of
 ``tf_rgbd.config.recognizer.TABLE7_VARIANTS`` and ``TABLE8_VARIANTS`` with the tiny backbone and
@@ -8,7 +8,7 @@ the SAME budget (steps, batch, learning-rate schedule, seed), evaluates each on 
 ``lock3dface_style`` protocol (rank-1 per probe subset with the variant's own score: fused for
 two image branches, the single branch otherwise; TAR@FAR=0.1 and EER over all pairs) and prints
 both tables. Identical configurations (Table 7's RGB+D+M and Table 8's full set) are trained once.
-Results go to ``<work_dir>/ablation.json``. Sized to finish in a few minutes on 2 CPU cores;
+Results go to ``<output_dir>/ablation.json`` and ``bench/results/ablation_table.json``. Sized to finish in a few minutes on 2 CPU cores;
 re-running reuses finished runs (checkpoints + recognizer.keras).
 """
 from __future__ import annotations
@@ -18,18 +18,18 @@ import math
 import os
 import time
 
-from absl import app, flags
+from absl import flags
 
-from tf_rgbd import io_utils
+from tf_rgbd import cli, io_utils
 from tf_rgbd.config import recognizer as recognizer_config
 from tf_rgbd.config.recognizer import (RecognizerEvalConfig, RecognizerExperimentConfig,
-                                       RecognizerLossConfig, RecognizerModelConfig,
-                                       RecognizerTrainConfig)
+                                       RecognizerLossConfig, RecognizerModelConfig, SGDConfig)
+from tf_rgbd.config.run import RunConfig
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("work_dir", "runs/ablation", "Dataset (if built here) and runs go here.")
+flags.DEFINE_string("output_dir", "runs/ablation", "Dataset (if built here) and runs go here.")
 flags.DEFINE_string("data_dir", "", "Existing dataset with a lock3dface_style protocol "
-                    "('' = build a synthetic one in <work_dir>/data).")
+                    "('' = build a synthetic one in <output_dir>/data).")
 flags.DEFINE_integer("num_identities", 40, "Synthetic identities when building.")
 flags.DEFINE_integer("images_per_identity", 15, "Synthetic images per identity when building.")
 flags.DEFINE_integer("image_size", 48, "Model input side (divisible by 16).")
@@ -53,11 +53,11 @@ PROTOCOL = "lock3dface_style"
 
 
 def _build_dataset(work_dir: str) -> str:
-    from datasets import build as build_lib
     from tf_rgbd.config.data import BuildConfig
+    from tf_rgbd.data.build import build_dataset
 
     data_dir = os.path.join(work_dir, "data")
-    build_lib.build_dataset(BuildConfig(
+    build_dataset(BuildConfig(
         source="synthetic", output_dir=data_dir, image_size=64,
         num_identities=FLAGS.num_identities, images_per_identity=FLAGS.images_per_identity,
         seed=FLAGS.seed, num_shards=4))
@@ -74,11 +74,11 @@ def _experiment(data_dir: str, variant: str) -> RecognizerExperimentConfig:
                                     sam_normalization=FLAGS.sam_normalization,
                                     attention_mode=FLAGS.attention_mode),
         loss=RecognizerLossConfig(),
-        train=RecognizerTrainConfig(
-            data_dir=data_dir, model_dir=os.path.join(FLAGS.work_dir, "runs", variant),
+        optimizer=SGDConfig(learning_rate=FLAGS.learning_rate, lr_decay_epochs=decay),
+        run=RunConfig(
+            data_dir=data_dir, model_dir=os.path.join(FLAGS.output_dir, "runs", variant),
             batch_size=FLAGS.batch_size, epochs=epochs, steps_per_epoch=FLAGS.steps_per_epoch,
-            learning_rate=FLAGS.learning_rate, lr_decay_epochs=decay, seed=FLAGS.seed,
-            checkpoint_every_steps=10**6))
+            seed=FLAGS.seed, checkpoint_every_steps=10**6, verbose="0"))
     return recognizer_config.apply_variant(experiment, variant)
 
 
@@ -109,12 +109,12 @@ def _table(title: str, variants, rows: dict, subsets) -> str:
 
 def main(argv) -> None:
     del argv
-    from tf_rgbd import eval as eval_lib
-    from tf_rgbd.training.rgbd_trainer import run_training
+    from tf_rgbd.eval import recognition
+    from tf_rgbd.training.recognizer_training import run_training
 
     started = time.time()
-    os.makedirs(FLAGS.work_dir, exist_ok=True)
-    data_dir = FLAGS.data_dir or _build_dataset(FLAGS.work_dir)
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    data_dir = FLAGS.data_dir or _build_dataset(FLAGS.output_dir)
     tables = {"7": recognizer_config.TABLE7_VARIANTS, "8": recognizer_config.TABLE8_VARIANTS}
     wanted = [name for table in FLAGS.tables for name in tables[table]]
     rows, runs, trained_by_config = {}, {}, {}
@@ -127,9 +127,9 @@ def main(argv) -> None:
             runs[name] = {**runs[trained_by_config[key]], "same_run_as": trained_by_config[key]}
             continue
         variant_started = time.time()
-        summary = run_training(experiment, verbose=0)
-        metrics = eval_lib.evaluate_recognizer(
-            RecognizerEvalConfig(data_dir=data_dir, model_dir=experiment.train.model_dir,
+        summary = run_training(experiment)
+        metrics = recognition.evaluate_recognizer(
+            RecognizerEvalConfig(data_dir=data_dir, model_dir=experiment.run.model_dir,
                                  protocol=PROTOCOL, depth_source="gt", make_plots=False),
             progress=False)
         subsets = subsets or list(metrics["num_probes"])
@@ -156,18 +156,19 @@ def main(argv) -> None:
         print()
         print(text)
     seconds = time.time() - started
-    io_utils.atomic_write_json(os.path.join(FLAGS.work_dir, "ablation.json"),
-                               {"budget": budget, "rows": rows, "runs": runs, "tables": texts,
-                                "seconds": round(seconds, 1),
-                                "flags": {flag: FLAGS[flag].value for flag in (
-                                    "image_size", "backbone", "embedding_dim", "batch_size",
-                                    "epochs", "steps_per_epoch", "learning_rate", "margin_s",
-                                    "margin_m2", "sam_normalization", "attention_mode",
-                                    "seed")}})
+    report = {"budget": budget, "rows": rows, "runs": runs, "tables": texts,
+              "seconds": round(seconds, 1),
+              "flags": {flag: FLAGS[flag].value for flag in (
+                  "image_size", "backbone", "embedding_dim", "batch_size", "epochs",
+                  "steps_per_epoch", "learning_rate", "margin_s", "margin_m2",
+                  "sam_normalization", "attention_mode", "seed")}}
+    io_utils.atomic_write_json(os.path.join(FLAGS.output_dir, "ablation.json"), report)
+    io_utils.atomic_write_json(os.path.join(os.path.dirname(__file__), "results",
+                                            "ablation_table.json"), report)
     logging.info("ablation finished in %.0f s -> %s", seconds,
-                 os.path.join(FLAGS.work_dir, "ablation.json"))
+                 os.path.join(FLAGS.output_dir, "ablation.json"))
 
 
 if __name__ == "__main__":
     logging.getLogger().setLevel(logging.INFO)
-    app.run(main)
+    cli.run(main)

@@ -3,7 +3,7 @@
     python -m bench.build_throughput --num_scans=400 --num_workers=2 --poses=-30:30:30x0
 
 Writes ``--num_scans`` Bosphorus ``.bnt`` scans (+ textures) of the parametric head into a
-temporary folder (the format and geometry of ``tests/datasets/writers.py``), then builds them
+temporary folder (the format and geometry of ``tf_rgbd/testing/format_writers.py``), then builds them
 with ``python -m datasets.build``'s library function, once with 1 worker and once with
 ``--num_workers``, and prints wall times, scans/s and the speed-up. Worker processes are started
 with ``spawn`` (TensorFlow + MediaPipe import per worker), a fixed cost that a small build
@@ -23,11 +23,13 @@ import tempfile
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from datasets import sources
-from datasets.build import build_dataset
+from tf_rgbd import benchmarks, cli
 from tf_rgbd.config.data import BuildConfig
+from tf_rgbd.data import sources
+from tf_rgbd.data.build import build_dataset
+from tf_rgbd.testing import format_writers as writers
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_scans", 400, "Scans to build.")
@@ -35,14 +37,12 @@ flags.DEFINE_integer("num_workers", 2, "Worker processes of the parallel build."
 flags.DEFINE_integer("image_size", 112, "Output side in pixels.")
 flags.DEFINE_string("poses", "-30:30:30x0", "Pose-augmentation renders per scan (--poses).")
 flags.DEFINE_boolean("use_mediapipe", True, "Label renders with MediaPipe.")
-flags.DEFINE_string("work_dir", None, "Folder for the generated scans and outputs "
-                                      "(default: a temporary folder, removed afterwards).")
+flags.DEFINE_string("output_dir", None, "Folder for the generated scans and outputs "
+                                        "(default: a temporary folder, removed afterwards).")
 
 
 def write_scans(root: str, num_scans: int) -> None:
     """``num_scans`` Bosphorus scans of the parametric head, 10 per subject."""
-    from tests.datasets import writers  # the documented-format writers of the tests
-
     grid = writers.scanner_grid()
     rows, cols = grid["valid"].shape
     uv = np.stack(np.meshgrid((np.arange(cols) + 0.5) / cols, (np.arange(rows) + 0.5) / rows),
@@ -120,7 +120,7 @@ def timed_build(input_dir: str, output_dir: str, num_workers: int) -> tuple[floa
 
 def main(argv):
     del argv
-    work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="build_throughput_")
+    work_dir = FLAGS.output_dir or tempfile.mkdtemp(prefix="build_throughput_")
     try:
         scans = os.path.join(work_dir, "scans")
         write_scans(scans, FLAGS.num_scans)
@@ -148,10 +148,20 @@ def main(argv):
         print(f"  speed-up: {one / many:.2f}x wall, {steady:.2f}x without the pool start-up")
         print(f"  this machine's own {FLAGS.num_workers}-process scaling on a pure CPU loop: "
               f"{ceiling:.2f}x (the ceiling for any process-parallel build here)")
+        path = benchmarks.write_results(__file__, "build_throughput", {
+            "num_scans": FLAGS.num_scans, "examples": examples, "image_size": FLAGS.image_size,
+            "poses": FLAGS.poses, "use_mediapipe": FLAGS.use_mediapipe,
+            "num_workers": FLAGS.num_workers, "one_worker_s": round(one, 3),
+            "many_workers_s": round(many, 3), "pool_startup_s": round(startup, 3),
+            "speedup_wall": round(one / many, 3), "speedup_steady": round(steady, 3),
+            "cores_busy_one": round(one_cpu / one, 3), "cores_busy_many": round(many_cpu / many, 3),
+            "machine_ceiling": round(ceiling, 3),
+            "load_average_before_after": [load_before[0], load_after[0]]})
+        print(f"wrote {path}")
     finally:
-        if FLAGS.work_dir is None:
+        if FLAGS.output_dir is None:
             shutil.rmtree(work_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -1,37 +1,39 @@
-"""Trains DepthNet, DepthNet --no_mask_branch and the cGAN baseline with the same budget on the
+"""Trains DepthNet, DepthNet without its mask branch and the cGAN baseline with the same budget on the
 same synthetic data, evaluates them with the mean-face baseline, and prints one table.
 
   python -m bench.depth_table                       # builds the synthetic data itself
-  python -m bench.depth_table --data_dir=/tmp/synth --steps=600 --work_dir=/tmp/depth_bench
+  python -m bench.depth_table --data_dir=/tmp/synth --steps=600 --output_dir=/tmp/depth_bench
 
-Rows: methods; columns: the metrics of tf_rgbd/eval/depth.py (mse_255_intersection is the
-paper's Table 1 protocol). Writes ``<work_dir>/depth_table.json`` (and every run directory).
+Rows: methods; columns: the metrics of tf_rgbd/metrics/depth.py (mse_255_intersection is the
+paper's Table 1 protocol). Writes ``<output_dir>/depth_table.json`` (and every run directory) and
+``bench/results/depth_table.json``.
 """
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 import time
 from typing import Optional
 
-from absl import app, flags
+from absl import flags
+
+from tf_rgbd import cli
 
 FLAGS = flags.FLAGS
 
 # name -> DepthModelConfig overrides; every method shares the widths, data and step budget.
 METHODS = {
     "DepthNet": {"arch": "depthnet"},
-    "DepthNet --no_mask_branch": {"arch": "depthnet", "use_mask_branch": False},
+    "DepthNet without mask branch": {"arch": "depthnet", "use_mask_branch": False},
     "cGAN (Pini et al.)": {"arch": "cgan", "norm": "batch"},
 }
 
 
 def define_flags() -> None:
     flags.DEFINE_string("data_dir", "", "Dataset directory; empty: build a synthetic one in "
-                                        "--work_dir/data.")
-    flags.DEFINE_string("work_dir", "", "Where data, runs and the JSON go (default: a new "
-                                        "temporary directory).")
+                                        "--output_dir/data.")
+    flags.DEFINE_string("output_dir", "", "Where data, runs and the JSON go (default: a new "
+                                          "temporary directory).")
     flags.DEFINE_integer("num_identities", 64, "Synthetic data: identities (25% held out).")
     flags.DEFINE_integer("images_per_identity", 6, "Synthetic data: images per identity.")
     flags.DEFINE_integer("image_size", 64, "Image size.")
@@ -50,7 +52,7 @@ def define_flags() -> None:
 
 def build_synthetic_data(output_dir: str, num_identities: int, images_per_identity: int,
                          image_size: int, seed: int = 1) -> str:
-    from datasets.build import build_dataset  # noqa: PLC0415
+    from tf_rgbd.data.build import build_dataset  # noqa: PLC0415
     from tf_rgbd.config.data import BuildConfig  # noqa: PLC0415
 
     if not os.path.exists(os.path.join(output_dir, "manifest.json")):
@@ -71,10 +73,11 @@ def run_benchmark(data_dir: str, work_dir: str, methods, image_size: int, steps:
     ``masked_rows``, methods with a mask head also get a ``<name> D*`` row.
     """
     from tf_rgbd.config.depthnet import (DepthModelConfig, DepthTrainingConfig,  # noqa: PLC0415
-                                         OptimizerConfig, TrainRunConfig)
+                                         OptimizerConfig)
+    from tf_rgbd.config.run import RunConfig  # noqa: PLC0415
     from tf_rgbd.eval import depth as depth_eval  # noqa: PLC0415
-    from tf_rgbd.models.depthnet import load_depth_generator  # noqa: PLC0415
-    from tf_rgbd.training.depthnet_gan import train_depth_model  # noqa: PLC0415
+    from tf_rgbd.models.loading import load_depth_generator  # noqa: PLC0415
+    from tf_rgbd.training.depth_training import train_depth_model  # noqa: PLC0415
 
     predictors, seconds = {}, {}
     for name in methods:
@@ -87,14 +90,14 @@ def run_benchmark(data_dir: str, work_dir: str, methods, image_size: int, steps:
                                    max_filters=base_filters * 8,
                                    discriminator_filters=base_filters, **METHODS[name]),
             optimizer=OptimizerConfig(learning_rate=learning_rate),
-            run=TrainRunConfig(data_dir=data_dir, model_dir=model_dir, batch_size=batch_size,
-                               steps=steps, steps_per_epoch=min(steps, 100), val_split="",
-                               augment=augment, seed=seed, checkpoint_every_steps=steps,
-                               verbose="2"))
+            run=RunConfig(data_dir=data_dir, model_dir=model_dir, batch_size=batch_size,
+                          steps=steps, steps_per_epoch=min(steps, 100), val_split="",
+                          augment=augment, seed=seed, checkpoint_every_steps=steps,
+                          verbose="2"))
         started = time.time()
         result = train_depth_model(config)
         seconds[name] = time.time() - started
-        generator = load_depth_generator(result.generator_path)
+        generator = load_depth_generator(result.outputs["generator"])
         predictors[name] = depth_eval.generator_predictor(generator)
         if masked_rows and getattr(generator, "use_mask_branch", False):
             predictors[f"{name} D*"] = depth_eval.generator_predictor(generator,
@@ -110,7 +113,7 @@ def main(argv) -> Optional[int]:
     from tf_rgbd.eval import depth as depth_eval  # noqa: PLC0415
 
     started = time.time()
-    work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="depth_table_")
+    work_dir = FLAGS.output_dir or tempfile.mkdtemp(prefix="depth_table_")
     data_dir = FLAGS.data_dir or build_synthetic_data(
         os.path.join(work_dir, "data"), FLAGS.num_identities, FLAGS.images_per_identity,
         FLAGS.image_size)
@@ -119,11 +122,13 @@ def main(argv) -> Optional[int]:
                                      FLAGS.learning_rate, FLAGS.seed, FLAGS.augment,
                                      FLAGS.masked_rows)
     output = os.path.join(work_dir, "depth_table.json")
-    io_utils.atomic_write_json(output, {
-        "data_dir": data_dir, "steps": FLAGS.steps, "batch_size": FLAGS.batch_size,
-        "base_filters": FLAGS.base_filters, "image_size": FLAGS.image_size,
-        "learning_rate": FLAGS.learning_rate, "augment": FLAGS.augment,
-        "train_seconds": seconds, "metrics": results})
+    report = {"data_dir": data_dir, "steps": FLAGS.steps, "batch_size": FLAGS.batch_size,
+              "base_filters": FLAGS.base_filters, "image_size": FLAGS.image_size,
+              "learning_rate": FLAGS.learning_rate, "augment": FLAGS.augment,
+              "train_seconds": seconds, "metrics": results}
+    io_utils.atomic_write_json(output, report)
+    io_utils.atomic_write_json(os.path.join(os.path.dirname(__file__), "results",
+                                            "depth_table.json"), report)
     print(f"\nDepth estimation on {data_dir} (test split, "
           f"{next(iter(results.values()))['num_images']} images; {FLAGS.steps} steps x batch "
           f"{FLAGS.batch_size} per method, base width {FLAGS.base_filters}, "
@@ -140,6 +145,5 @@ def main(argv) -> Optional[int]:
 
 
 if __name__ == "__main__":
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     define_flags()
-    app.run(main)
+    cli.run(main)

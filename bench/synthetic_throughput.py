@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import time
 
-from absl import app, flags
+from absl import flags
 
+from tf_rgbd import benchmarks, cli
 from tf_rgbd.data import synthetic
 
 FLAGS = flags.FLAGS
@@ -63,7 +64,11 @@ def main(argv):
         line += (f", {result['samples_per_cpu_s']:.1f} samples per CPU-second "
                  f"({result['cpu_s']:.2f} s CPU)")
     print(line)
+    path = benchmarks.write_results(__file__, "synthetic_throughput", {
+        "image_size": FLAGS.image_size, "num_workers": FLAGS.num_workers,
+        "images_per_identity": FLAGS.images_per_identity, **result})
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -1,216 +1,43 @@
 """2D -> RGB-D augmentation: runs a trained depth generator over a TFRecord dataset and writes a
-new dataset with the generated depth D* and mask M*.
+new dataset with the generated depth D* and mask M* (``tf_rgbd.augmentation.generated_rgbd``).
 
   python -m training.augment_dataset --generator=/tmp/depthnet/generator.keras \
       --data_dir=/tmp/casia_2d --output_dir=/tmp/casia_rgbd [--keep_gt_depth]
 
-For every input example (RGB is enough) the output example has:
-  - ``rgb``: the input resized to the generator's size S, background zeroed by the predicted
-    mask (as in the paper; by the predicted depth when the generator has no mask branch);
-  - ``depth`` = D*: the tanh depth clipped to [0, 1], 0 on predicted background,
-    ``depth_units="normalized"``;
-  - ``mask`` = M*: argmax of the per-class mask probabilities (class indices 0..6);
-  - ``domain="generated"``; label, subject, attributes, landmarks (rescaled to S) and
-    coefficients kept; with ``--keep_gt_depth`` the source's ground-truth depth, normalised and
-    resized exactly like ``tf_rgbd.data.pipeline`` does, in ``gt_depth``.
-Sharding follows the input (one output shard per input shard), shards are written atomically
-and a re-run skips verified shards; ``protocols/`` is copied (example ids are kept).
+Every flag is a field of ``tf_rgbd.config.data.AugmentConfig``. Shards are written atomically
+and a re-run skips verified shards.
 """
 from __future__ import annotations
 
-import dataclasses
-import logging
-import os
-import shutil
 import time
-from typing import Iterator, Optional, Sequence
+from typing import Optional
 
-import numpy as np
-from absl import app, flags
+from tf_rgbd import cli
+from tf_rgbd.config import flags as config_flags
+from tf_rgbd.config.data import AugmentConfig
 
-FLAGS = flags.FLAGS
-
-
-def define_flags() -> None:
-    flags.DEFINE_string("generator", None, "Trained generator (.keras) from train_depthnet.")
-    flags.DEFINE_string("data_dir", None, "Input dataset directory.")
-    flags.DEFINE_string("output_dir", None, "Output dataset directory.")
-    flags.DEFINE_list("splits", [], "Splits to convert (default: every split of the input).")
-    flags.DEFINE_integer("batch_size", 32, "Generator batch size.")
-    flags.DEFINE_boolean("keep_gt_depth", False,
-                         "Store the source's ground-truth depth (normalised) as gt_depth.")
-    flags.DEFINE_float("depth_range_mm", 200.0, "Normalisation span of the ground-truth depth.")
-    flags.DEFINE_string("dataset_name", "", "Output dataset name (default: <input>_generated).")
-    flags.mark_flags_as_required(["generator", "data_dir", "output_dir"])
-
-
-@dataclasses.dataclass
-class AugmentStats:
-    """Counters of one run (examples through the generator and generator seconds)."""
-
-    examples: int = 0
-    generator_seconds: float = 0.0
-
-    @property
-    def images_per_second(self) -> float:
-        return self.examples / max(self.generator_seconds, 1e-9)
-
-
-def generated_examples(generator, sources, inputs: dict, keep_gt_depth: bool,
-                       forward=None) -> list:
-    """Turns one batch of source examples into generated RGB-D examples.
-
-    Args:
-      generator: the depth generator (outputs ``depth`` and optionally ``mask``).
-      sources: the batch's decoded ``schema.FaceExample`` s (metadata, landmarks, rgb size).
-      inputs: the same batch from ``pipeline.make_dataset`` (numpy): ``rgb`` [B, S, S, 3] in
-        [-1, 1] and, with ``keep_gt_depth``, ``depth`` [B, S, S, 1] normalised, ``has_depth``.
-      keep_gt_depth: store ``inputs["depth"]`` as ``gt_depth`` for examples that have depth.
-      forward: optional compiled ``rgb -> outputs`` function (default: ``generator`` itself).
-
-    Returns:
-      The generated ``FaceExample`` s, in order.
-    """
-    from tf_rgbd.eval.depth import MIN_VALID_PREDICTION  # noqa: PLC0415
-
-    outputs = (forward or (lambda rgb: generator(rgb, training=False)))(inputs["rgb"])
-    depth = np.clip(np.asarray(outputs["depth"], np.float32)[..., 0], 0.0, 1.0)
-    if "mask" in outputs:
-        classes = np.argmax(np.asarray(outputs["mask"]), axis=-1).astype(np.uint8)
-        face = classes != 0
-    else:
-        classes = None
-        face = depth >= MIN_VALID_PREDICTION
-    depth = np.where(face, depth, 0.0).astype(np.float32)
-    rgb_uint8 = np.clip(np.round((np.asarray(inputs["rgb"]) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-    size = rgb_uint8.shape[1]
-    examples = []
-    for index, source in enumerate(sources):
-        landmarks = source.landmarks5
-        if landmarks is not None:
-            height, width = source.rgb.shape[:2]
-            landmarks = np.asarray(landmarks, np.float32) * np.array([size / width, size / height],
-                                                                     np.float32)
-        gt_depth = None
-        if keep_gt_depth and bool(inputs["has_depth"][index]):
-            gt_depth = np.asarray(inputs["depth"][index, ..., 0], np.float32)
-        examples.append(dataclasses.replace(
-            source, rgb=rgb_uint8[index] * face[index][..., None].astype(np.uint8),
-            depth=depth[index], depth_units="normalized",
-            mask=None if classes is None else classes[index], domain="generated",
-            landmarks5=landmarks, neutral_depth=None, gt_depth=gt_depth, rgb_format="png"))
-    return examples
-
-
-class ShardAugmenter:
-    """The writer's ``produce``: task = one input shard path -> its generated examples.
-
-    Args:
-      generator: the loaded depth generator.
-      image_size: S, the generator's input size.
-      batch_size: examples per generator call.
-      keep_gt_depth: see :func:`generated_examples`.
-      depth_range_mm: the pipeline's normalisation span for the ground truth.
-    """
-
-    def __init__(self, generator, image_size: int, batch_size: int = 32,
-                 keep_gt_depth: bool = False, depth_range_mm: float = 200.0):
-        import tensorflow as tf  # noqa: PLC0415
-
-        self.generator = generator
-        self.image_size = image_size
-        self.batch_size = batch_size
-        self.keep_gt_depth = keep_gt_depth
-        self.depth_range_mm = depth_range_mm
-        self.stats = AugmentStats()
-        self._forward = tf.function(lambda rgb: generator(rgb, training=False),
-                                    reduce_retracing=True)
-
-    def __call__(self, shard_path: str) -> Iterator:
-        import tensorflow as tf  # noqa: PLC0415
-
-        from tf_rgbd.data import pipeline, schema  # noqa: PLC0415
-
-        sources = [schema.decode_example_numpy(record)
-                   for record in tf.data.TFRecordDataset(shard_path).as_numpy_iterator()]
-        modalities = ("rgb", "depth") if self.keep_gt_depth else ("rgb",)
-        batches = pipeline.make_dataset(
-            shard_path, split=None, batch_size=self.batch_size, image_size=self.image_size,
-            modalities=modalities, deterministic=True, with_metadata=True,
-            depth_range_mm=self.depth_range_mm)
-        position = 0
-        for batch in batches.as_numpy_iterator():
-            count = len(batch["rgb"])
-            chunk = sources[position:position + count]
-            ids = [value.decode() for value in batch["example_id"]]
-            if [source.example_id for source in chunk] != ids:
-                raise RuntimeError(f"{shard_path}: records {position}..{position + count} came "
-                                   "back in a different order from tf.data; cannot pair them")
-            started = time.time()
-            examples = generated_examples(self.generator, chunk, batch, self.keep_gt_depth,
-                                          self._forward)
-            self.stats.generator_seconds += time.time() - started
-            self.stats.examples += count
-            position += count
-            yield from examples
-
-
-def augment_dataset(generator, data_dir: str, output_dir: str,
-                    splits: Optional[Sequence[str]] = None, batch_size: int = 32,
-                    keep_gt_depth: bool = False, depth_range_mm: float = 200.0,
-                    dataset_name: str = "", generator_path: str = "",
-                    progress: bool = True) -> tuple[dict, AugmentStats]:
-    """Writes the generated RGB-D version of ``data_dir`` to ``output_dir``.
-
-    Returns:
-      (the output manifest, the generator throughput counters).
-    """
-    from tf_rgbd.data import pipeline, writer  # noqa: PLC0415
-
-    manifest = pipeline.read_manifest(data_dir)
-    splits = list(splits or manifest["splits"])
-    unknown = sorted(set(splits) - set(manifest["splits"]))
-    if unknown:
-        raise KeyError(f"{data_dir}: no split(s) {unknown}; it has {sorted(manifest['splits'])}")
-    image_size = int(generator.get_config().get("image_size") or generator.input_shape[1])
-    produce = ShardAugmenter(generator, image_size, batch_size, keep_gt_depth, depth_range_mm)
-    results = {}
-    for split in splits:
-        shards = [os.path.join(data_dir, shard["name"])
-                  for shard in manifest["splits"][split]["shards"]]
-        results[split] = writer.write_split(output_dir, split, shards, produce,
-                                            num_shards=len(shards), num_workers=1,
-                                            task_name=os.path.basename, progress=progress)
-    protocols = os.path.join(data_dir, "protocols")
-    if os.path.isdir(protocols):
-        shutil.copytree(protocols, os.path.join(output_dir, "protocols"), dirs_exist_ok=True)
-    output_manifest = writer.write_manifest(
-        output_dir, dataset_name or f"{manifest['dataset']}_generated", manifest["class_names"],
-        results, extra={"source_dir": os.path.abspath(data_dir), "source_dataset": manifest["dataset"],
-                        "generator": generator_path, "image_size": image_size,
-                        "keep_gt_depth": keep_gt_depth, "depth_range_mm": depth_range_mm,
-                        "images_per_second": round(produce.stats.images_per_second, 2)})
-    return output_manifest, produce.stats
+CONFIG_FLAGS = config_flags.define_config_flags(
+    AugmentConfig(), required=("generator", "data_dir", "output_dir"))
 
 
 def main(argv) -> Optional[int]:
     del argv
-    from tf_rgbd.models.depthnet import load_depth_generator  # noqa: PLC0415
+    config = CONFIG_FLAGS.config()
+    from tf_rgbd.augmentation import generated_rgbd  # noqa: PLC0415 (imports TensorFlow)
+    from tf_rgbd.models.loading import load_depth_generator  # noqa: PLC0415
 
     started = time.time()
-    generator = load_depth_generator(FLAGS.generator)
-    manifest, stats = augment_dataset(
-        generator, FLAGS.data_dir, FLAGS.output_dir, FLAGS.splits, FLAGS.batch_size,
-        FLAGS.keep_gt_depth, FLAGS.depth_range_mm, FLAGS.dataset_name, FLAGS.generator)
+    generator = load_depth_generator(config.generator)
+    manifest, stats = generated_rgbd.augment_dataset(
+        generator, config.data_dir, config.output_dir, config.splits, config.batch_size,
+        config.keep_gt_depth, config.depth_range_mm, config.dataset_name, config.generator)
     counts = ", ".join(f"{name}: {split['example_count']}"
                        for name, split in manifest["splits"].items())
-    print(f"wrote {FLAGS.output_dir} ({counts}; {manifest['skipped_count']} skipped) in "
+    print(f"wrote {config.output_dir} ({counts}; {manifest['skipped_count']} skipped) in "
           f"{time.time() - started:.1f} s; generator {stats.images_per_second:.1f} images/s over "
           f"{stats.examples} newly generated images")
     return 0
 
 
 if __name__ == "__main__":
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    define_flags()
-    app.run(main)
+    cli.run(main)

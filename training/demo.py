@@ -15,17 +15,16 @@ and writes ``<output_dir>/report.md`` with every measured figure.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import time
 from typing import Callable
 
-from absl import app, flags
+from absl import flags
 
-from datasets import build as build_lib
-from tf_rgbd import io_utils
+from tf_rgbd import cli, io_utils
 from tf_rgbd.config.data import BuildConfig
 from tf_rgbd.data import writer
+from tf_rgbd.data.build import build_dataset
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", "runs/demo", "Where the demo writes everything.")
@@ -62,7 +61,7 @@ def step_build_dataset(context: DemoContext) -> None:
         num_identities=FLAGS.num_identities, images_per_identity=FLAGS.images_per_identity,
         num_workers=FLAGS.num_workers, seed=FLAGS.seed, num_shards=8,
         preview=os.path.join(context.dataset_dir, "preview.png"))
-    manifest = build_lib.build_dataset(config)
+    manifest = build_dataset(config)
     summary = writer.summarize_manifest(manifest)
     print(summary)
     print(f"preview sheet: {manifest['extra']['preview']}")
@@ -75,34 +74,35 @@ def step_build_dataset(context: DemoContext) -> None:
 
 def step_train_depthnet(context: DemoContext) -> None:
     from tf_rgbd.config.depthnet import (DepthLossWeights, DepthModelConfig, DepthTrainingConfig,
-                                         OptimizerConfig, TrainRunConfig)
-    from tf_rgbd.training.depthnet_gan import train_depth_model
+                                         OptimizerConfig)
+    from tf_rgbd.config.run import RunConfig
+    from tf_rgbd.training.depth_training import train_depth_model
 
     config = DepthTrainingConfig(
         model=DepthModelConfig(arch="depthnet", image_size=FLAGS.model_image_size,
                                base_filters=FLAGS.depthnet_base_filters),
         losses=DepthLossWeights(),
         optimizer=OptimizerConfig(learning_rate=FLAGS.depthnet_learning_rate),
-        run=TrainRunConfig(data_dir=context.dataset_dir, model_dir=_path(context, "depthnet"),
-                           batch_size=16, steps=FLAGS.depthnet_steps, steps_per_epoch=100,
-                           seed=FLAGS.seed, verbose="2"))
+        run=RunConfig(data_dir=context.dataset_dir, model_dir=_path(context, "depthnet"),
+                      val_split="test", batch_size=16, steps=FLAGS.depthnet_steps,
+                      steps_per_epoch=100, seed=FLAGS.seed, verbose="2"))
     result = train_depth_model(config)
-    context.generator_path = result.generator_path
+    context.generator_path = result.outputs["generator"]
     context.report_sections.append(
         "## 2. DepthNet training\n\n"
         f"`{result.model_dir}`: steps {result.start_step} -> {result.final_step} "
         f"({result.steps_per_second:.2f} steps/s this run, {result.seconds:.0f} s), "
         f"{FLAGS.model_image_size}x{FLAGS.model_image_size}, batch 16, base filters "
-        f"{FLAGS.depthnet_base_filters}, Adam lr {FLAGS.depthnet_learning_rate:g}; generator: `{result.generator_path}`. TensorBoard: "
+        f"{FLAGS.depthnet_base_filters}, Adam lr {FLAGS.depthnet_learning_rate:g}; generator: "
+        f"`{context.generator_path}`. TensorBoard: "
         f"`tensorboard --logdir {result.model_dir}/logs`.\n")
 
 
 def step_evaluate_depth(context: DemoContext) -> None:
-    import keras
-
     from tf_rgbd.eval import depth as depth_eval
+    from tf_rgbd.models.loading import load_depth_generator
 
-    generator = keras.saving.load_model(context.generator_path, compile=False)
+    generator = load_depth_generator(context.generator_path)
     results = depth_eval.evaluate_depth_models(
         context.dataset_dir, {"DepthNet": depth_eval.generator_predictor(generator)},
         image_size=FLAGS.model_image_size)
@@ -117,11 +117,10 @@ def step_evaluate_depth(context: DemoContext) -> None:
 
 
 def step_augment(context: DemoContext) -> None:
-    import keras
+    from tf_rgbd.augmentation.generated_rgbd import augment_dataset
+    from tf_rgbd.models.loading import load_depth_generator
 
-    from training.augment_dataset import augment_dataset
-
-    generator = keras.saving.load_model(context.generator_path, compile=False)
+    generator = load_depth_generator(context.generator_path)
     manifest, stats = augment_dataset(generator, context.dataset_dir, _path(context, "generated"),
                                       keep_gt_depth=True, generator_path=context.generator_path)
     print(writer.summarize_manifest(manifest))
@@ -133,26 +132,26 @@ def step_augment(context: DemoContext) -> None:
 
 
 def step_recognizer(context: DemoContext) -> None:
+    from tf_rgbd import experiments as experiments_lib
     from tf_rgbd.config import recognizer as recognizer_config
-    from tf_rgbd.training.rgbd_trainer import train_and_evaluate
+    from tf_rgbd.config.run import RunConfig
 
     base = recognizer_config.RecognizerExperimentConfig(
         model=recognizer_config.RecognizerModelConfig(
             backbone="tiny", image_size=FLAGS.model_image_size, embedding_dim=128),
-        train=recognizer_config.RecognizerTrainConfig(
-            data_dir=_path(context, "generated"), depth_source="generated",
-            batch_size=FLAGS.recognizer_batch_size, epochs=FLAGS.recognizer_epochs,
-            steps_per_epoch=FLAGS.recognizer_steps_per_epoch,
-            lr_decay_epochs=_decay_epochs(FLAGS.recognizer_epochs), seed=FLAGS.seed))
-    experiments = []
-    for name in ("full", "rgb_baseline"):
-        experiment = recognizer_config.apply_variant(base, name)
-        experiments.append(dataclasses.replace(
-            experiment, train=dataclasses.replace(experiment.train,
-                                                  model_dir=_path(context, "recognizer", name))))
-    summary = train_and_evaluate(experiments, evaluate=True,
-                                 eval_depth_sources=("generated", "gt"),
-                                 summary_dir=_path(context, "recognizer"), verbose=2)
+        optimizer=recognizer_config.SGDConfig(
+            lr_decay_epochs=_decay_epochs(FLAGS.recognizer_epochs)),
+        run=RunConfig(data_dir=_path(context, "generated"),
+                      batch_size=FLAGS.recognizer_batch_size, epochs=FLAGS.recognizer_epochs,
+                      steps_per_epoch=FLAGS.recognizer_steps_per_epoch,
+                      checkpoint_every_steps=500, seed=FLAGS.seed, verbose="2"),
+        depth_source="generated")
+    experiments = [recognizer_config.with_model_dir(recognizer_config.apply_variant(base, name),
+                                                    _path(context, "recognizer", name))
+                   for name in ("full", "rgb_baseline")]
+    summary = experiments_lib.train_then_evaluate(
+        experiments, evaluate=True, eval_depth_sources=("generated", "gt"),
+        summary_dir=_path(context, "recognizer"))
     context.report_sections.append(
         "## 5. Segmentation-guided RGB-D recognition (Lock3DFace-style protocol)\n\n"
         "`full` = RGB + D* + M* with all four losses; `rgb_baseline` = the RGB branch alone. "
@@ -213,5 +212,4 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    app.run(main)
+    cli.run(main)

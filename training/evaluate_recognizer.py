@@ -1,53 +1,38 @@
-"""Evaluate a trained recognizer run on a protocol (identification + verification + pictures).
+"""Evaluates a trained recognizer run on a protocol: identification per probe subset (rank-1,
+CMC) and verification (TAR@FAR, EER) for RGB, depth and the fused score.
 
-  python -m training.evaluate_recognizer --data_dir=DATA --model_dir=runs/recog \
-      --protocol=lock3dface_style --depth_source=gt
+  python -m training.evaluate_recognizer --data_dir=/tmp/s_generated \
+      --model_dir=runs/recognizer/full --depth_source=gt
 
-``--depth_source=generated`` evaluates the same model with D* instead of Dgt (needs an augmented
-dataset). Writes ``recognition_metrics.json``, ``cmc_methods.png``, ``cmc_subsets.png``,
-``roc.png``, ``tsne.png`` and (with a mask branch) ``attention.png`` to ``--output_dir``
-(default ``<model_dir>/eval_<protocol>_<depth_source>``) and prints the Table-4-style
-identification table and the verification table.
+Every flag is a field of ``tf_rgbd.config.recognizer.RecognizerEvalConfig``. Writes
+``recognition_metrics.json`` and pictures (CMC, ROC, attention maps, t-SNE) to
+``--output_dir`` (default ``<model_dir>/eval_<protocol>_<depth_source>``) and prints the
+identification and verification tables.
 """
 from __future__ import annotations
 
-import logging
+from typing import Optional
 
-from absl import app, flags
-
-from tf_rgbd import config as config_lib
-from tf_rgbd.config import recognizer as recognizer_config
+from tf_rgbd import cli
+from tf_rgbd.config import flags as config_flags
 from tf_rgbd.config.recognizer import RecognizerEvalConfig
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", None, "Dataset directory holding the protocol's split.")
-flags.DEFINE_string("model_dir", None, "Trained run directory.")
-flags.DEFINE_string("protocol", "lock3dface_style", "Protocol name under <data_dir>/protocols.")
-flags.DEFINE_enum("depth_source", "gt", recognizer_config.DEPTH_SOURCES,
-                  "gt: ground-truth depth; generated: D* of an augmented dataset.")
-flags.DEFINE_string("output_dir", "", "Output folder ('' = <model_dir>/eval_<protocol>_<src>).")
-flags.DEFINE_integer("batch_size", 64, "Embedding batch size.")
-flags.DEFINE_bool("flip_test", True, "Sum the embeddings of the face and its mirror image.")
-flags.DEFINE_integer("max_rank", 10, "CMC ranks 1..max_rank.")
-flags.DEFINE_integer("tsne_identities", 9, "Identities in the t-SNE picture.")
-flags.DEFINE_integer("attention_examples", 6, "Probe faces in the attention picture.")
-flags.DEFINE_bool("make_plots", True, "Write the pictures.")
+CONFIG_FLAGS = config_flags.define_config_flags(RecognizerEvalConfig(),
+                                                required=("data_dir", "model_dir"))
 
 
-def main(argv) -> None:
+def main(argv) -> Optional[int]:
     del argv
-    if not FLAGS.data_dir or not FLAGS.model_dir:
-        raise app.UsageError("--data_dir and --model_dir are required")
-    from tf_rgbd import eval as eval_lib
+    config = CONFIG_FLAGS.config()
+    from tf_rgbd.eval import recognition  # noqa: PLC0415 (imports TensorFlow)
 
-    config = config_lib.from_flag_values(RecognizerEvalConfig, FLAGS)
-    metrics = eval_lib.evaluate_recognizer(config)
+    metrics = recognition.evaluate_recognizer(config)
     print(metrics["tables"]["identification"])
     print()
     print(metrics["tables"]["verification"])
     print(f"metrics and pictures: {metrics['output_dir']}")
+    return 0
 
 
 if __name__ == "__main__":
-    logging.getLogger().setLevel(logging.INFO)
-    app.run(main)
+    cli.run(main)

@@ -7,7 +7,7 @@ import pytest
 skimage_data = pytest.importorskip("skimage.data")
 
 from tf_rgbd.data import faces  # noqa: E402
-from tf_rgbd.data.writer import SkipExample  # noqa: E402
+from tf_rgbd.data.errors import SkipExample  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tf_rgbd.data import geometry
+from tf_rgbd.data import geometry, pose_augment
 from tf_rgbd.data.geometry import CameraIntrinsics
 
 SIZE = 64
@@ -102,13 +102,13 @@ def test_augment_pose_identity_and_yaw_sign(method):
     rgb = np.zeros((SIZE, SIZE, 3), np.uint8)
     rgb[..., 0] = 200
     mask = (depth > 0).astype(np.uint8)
-    same = geometry.augment_pose(depth, intrinsics, 0.0, 0.0, rgb=rgb, mask=mask, method=method)
+    same = pose_augment.augment_pose(depth, intrinsics, 0.0, 0.0, rgb=rgb, mask=mask, method=method)
     both = (same["depth"] > 0) & (depth > 0)
     assert both.sum() > 0.95 * np.count_nonzero(depth)
     np.testing.assert_allclose(same["depth"][both], depth[both], atol=0.05)
     assert np.all(same["rgb"][both, 0] == 200) and np.all(same["mask"][both] == 1)
 
-    turned = geometry.augment_pose(depth, intrinsics, 30.0, 0.0, rgb=rgb, mask=mask,
+    turned = pose_augment.augment_pose(depth, intrinsics, 30.0, 0.0, rgb=rgb, mask=mask,
                                    method=method)
     nose_col = np.unravel_index(np.argmin(np.where(depth > 0, depth, np.inf)), depth.shape)[1]
     turned_depth = np.where(turned["depth"] > 0, turned["depth"], np.inf)
@@ -126,4 +126,4 @@ def test_augment_pose_identity_and_yaw_sign(method):
 def test_augment_pose_rejects_mismatched_sizes():
     depth, intrinsics = _face_like_depth()
     with pytest.raises(ValueError, match="rgb"):
-        geometry.augment_pose(depth, intrinsics, 10.0, 0.0, rgb=np.zeros((8, 8, 3), np.uint8))
+        pose_augment.augment_pose(depth, intrinsics, 10.0, 0.0, rgb=np.zeros((8, 8, 3), np.uint8))

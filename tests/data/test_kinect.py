@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from tests.datasets import writers
+from tf_rgbd.testing import format_writers as writers
 from tf_rgbd.data import geometry, kinect
 from tf_rgbd.data.geometry import CameraIntrinsics
-from tf_rgbd.data.writer import SkipExample
+from tf_rgbd.data.errors import SkipExample
 
 CAMERA = CameraIntrinsics(fx=290.0, fy=290.0, cx=159.5, cy=119.5)
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tf_rgbd.data import schema, synthetic
+from tf_rgbd.data import preview, schema, synthetic
 from tf_rgbd.data.synthetic import plan
 from tf_rgbd.data.synthetic.config import SyntheticConfig
 
@@ -264,13 +264,13 @@ def test_preview_sheet_is_written_atomically(model, config, tmp_path):
     examples = list(synthetic.generate(dataclasses.replace(config, num_identities=2,
                                                            images_per_identity=3), model=model))
     path = str(tmp_path / "sheet.png")
-    assert synthetic.write_preview_sheet(examples, path) == path
+    assert preview.write_preview_sheet(examples, path) == path
     sheet = cv2.imread(path)
     assert sheet is not None and sheet.shape[0] == 2 * (SIZE + 2)
     assert sheet.shape[1] >= 3 * 3 * SIZE
     assert os.listdir(tmp_path) == ["sheet.png"]
     with pytest.raises(ValueError, match="at least one"):
-        synthetic.write_preview_sheet([], path)
+        preview.write_preview_sheet([], path)
 
 
 # ------------------------------------------------------------------ the face model

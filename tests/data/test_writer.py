@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tests import helpers
-from tf_rgbd.data import image_io, schema, writer
+from tf_rgbd.data import errors, image_io, schema, writer
 
 
 from tests.data.producers import produce_example, produce_or_fail  # TF-free, spawn-safe
@@ -55,7 +55,7 @@ def test_skips_are_counted_with_names_and_fail_mode_raises(tmp_path):
     counted = writer.write_split(str(tmp_path / "b"), "train", [0, 1], explode, num_shards=1,
                                  progress=False)
     assert counted.skipped["ValueError"]["count"] == 2
-    with pytest.raises(writer.BuildError, match="task '0': ValueError: bad file 0"):
+    with pytest.raises(errors.BuildError, match="task '0': ValueError: bad file 0"):
         writer.write_split(str(tmp_path / "c"), "train", [0, 1], explode, num_shards=1,
                            on_error="fail", progress=False)
 
@@ -137,6 +137,6 @@ def test_bad_files_are_skipped_with_reasons(tmp_path):
     assert result.skipped["nan_depth"]["first"] == ["good.png+nan_depth.npy"]
     manifest = writer.write_manifest(str(out), "files", ["s"], {"train": result})
     assert manifest["skipped_count"] == 4
-    with pytest.raises(writer.BuildError, match="truncated"):
+    with pytest.raises(errors.BuildError, match="truncated"):
         writer.write_split(str(tmp_path / "strict"), "train", tasks[1:2], produce_from_files,
                            num_shards=1, on_error="fail", progress=False)

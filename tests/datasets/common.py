@@ -9,8 +9,8 @@ import pickle
 import numpy as np
 import tensorflow as tf
 
-from datasets import sources
-from datasets.build import build_dataset
+from tf_rgbd.data import sources
+from tf_rgbd.data.build import build_dataset
 from tf_rgbd.config.data import BuildConfig
 from tf_rgbd.data import schema
 

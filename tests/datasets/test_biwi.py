@@ -4,12 +4,13 @@ import os
 import numpy as np
 import pytest
 
-from datasets import biwi
-from datasets.formats import biwi_bin
-from tests.datasets import common, writers
-from tf_rgbd.data import geometry, kinect, writer
+from tf_rgbd.data.sources import biwi
+from tf_rgbd.data.formats import biwi_bin
+from tests.datasets import common
+from tf_rgbd.testing import format_writers as writers
+from tf_rgbd.data import errors, geometry, kinect
 from tf_rgbd.data.geometry import CameraIntrinsics
-from tf_rgbd.data.writer import SkipExample
+from tf_rgbd.data.errors import SkipExample
 
 DEPTH_CAMERA = CameraIntrinsics(fx=290.0, fy=290.0, cx=159.5, cy=119.5)
 RGB_CAMERA = CameraIntrinsics(fx=300.0, fy=300.0, cx=161.0, cy=118.0)
@@ -85,6 +86,6 @@ def test_rle_block_past_the_image_is_reported(tmp_path):
                                         output_dir=str(tmp_path / "out"), use_mediapipe=False)
     assert manifest["example_count"] == 1
     assert manifest["splits"]["train"]["skipped"]["malformed_biwi_bin"]["count"] == 1
-    with pytest.raises(writer.BuildError, match="frame_00004_depth.bin: run-length block 0"):
+    with pytest.raises(errors.BuildError, match="frame_00004_depth.bin: run-length block 0"):
         common.build_and_read(source="biwi", input_dir=str(tmp_path), on_error="fail",
                               output_dir=str(tmp_path / "out2"), use_mediapipe=False)

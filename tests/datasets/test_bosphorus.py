@@ -4,11 +4,13 @@ import os
 import numpy as np
 import pytest
 
-from datasets import bosphorus
-from datasets.formats import bnt, scan
-from tests.datasets import common, writers
-from tf_rgbd.data import writer
-from tf_rgbd.data.writer import SkipExample
+from tf_rgbd.data.sources import bosphorus
+from tf_rgbd.data.formats import bnt
+from tf_rgbd.data.sources import scan
+from tests.datasets import common
+from tf_rgbd.testing import format_writers as writers
+from tf_rgbd.data import errors
+from tf_rgbd.data.errors import SkipExample
 
 STEMS = ["bs001_N_N_0", "bs001_E_HAPPY_0", "bs001_YR_R45_0", "bs001_O_HAIR_0",
          "bs002_N_N_0", "bs002_E_SURPRISE_0", "bs002_LFAU_9_0"]
@@ -94,6 +96,6 @@ def test_malformed_bnt_files(tmp_path):
                                         output_dir=str(tmp_path / "out"), use_mediapipe=False)
     assert manifest["example_count"] == 0
     assert manifest["splits"]["test"]["skipped"]["malformed_bnt"]["count"] == 2
-    with pytest.raises(writer.BuildError, match="bs001_E_HAPPY_0.bnt: count 1234"):
+    with pytest.raises(errors.BuildError, match="bs001_E_HAPPY_0.bnt: count 1234"):
         common.build_and_read(source="bosphorus", input_dir=str(tmp_path), on_error="fail",
                               output_dir=str(tmp_path / "out2"), use_mediapipe=False)

@@ -4,11 +4,13 @@ import os
 import numpy as np
 import pytest
 
-from datasets import bu3dfe
-from datasets.formats import scan, wrl
-from tests.datasets import common, writers
-from tf_rgbd.data import writer
-from tf_rgbd.data.writer import SkipExample
+from tf_rgbd.data.sources import bu3dfe
+from tf_rgbd.data.formats import wrl
+from tf_rgbd.data.sources import scan
+from tests.datasets import common
+from tf_rgbd.testing import format_writers as writers
+from tf_rgbd.data import errors
+from tf_rgbd.data.errors import SkipExample
 
 NAMES = [("F0001", "NE00WH"), ("F0001", "HA03WH"), ("M0002", "NE00AE"), ("M0002", "SU04AE")]
 
@@ -94,7 +96,7 @@ def test_malformed_wrl_is_skipped_and_fatal_with_fail(tmp_path):
                                         output_dir=str(tmp_path / "out"), use_mediapipe=False)
     skipped = manifest["splits"]["test"]["skipped"]
     assert skipped["malformed_wrl"]["count"] == 1
-    with pytest.raises(writer.BuildError, match="F0001_AN01WH_F3D.wrl"):
+    with pytest.raises(errors.BuildError, match="F0001_AN01WH_F3D.wrl"):
         common.build_and_read(source="bu3dfe", input_dir=str(tmp_path / "in"),
                               output_dir=str(tmp_path / "out2"), on_error="fail",
                               use_mediapipe=False)

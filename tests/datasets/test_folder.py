@@ -4,7 +4,8 @@ import pytest
 
 skimage_data = pytest.importorskip("skimage.data")
 
-from tests.datasets import common, writers  # noqa: E402
+from tests.datasets import common
+from tf_rgbd.testing import format_writers as writers  # noqa: E402
 
 
 def test_build_with_depth_skips_and_protocol(tmp_path):

@@ -4,11 +4,13 @@ import os
 import numpy as np
 import pytest
 
-from datasets import frgc
-from datasets.formats import abs_format, scan
-from tests.datasets import common, writers
-from tf_rgbd.data import writer
-from tf_rgbd.data.writer import SkipExample
+from tf_rgbd.data.sources import frgc
+from tf_rgbd.data.formats import abs_format
+from tf_rgbd.data.sources import scan
+from tests.datasets import common
+from tf_rgbd.testing import format_writers as writers
+from tf_rgbd.data import errors
+from tf_rgbd.data.errors import SkipExample
 
 RECORDINGS = [("Fall2003range", "04200d74", "neutral"), ("Fall2003range", "04200d80", "smiling"),
               ("Spring2004range", "04201d10", "BlankStare"), ("Spring2004range", "04201d12",
@@ -72,6 +74,6 @@ def test_abs_with_wrong_number_of_values(tmp_path):
     manifest, _ = common.build_and_read(source="frgc", input_dir=str(tmp_path),
                                         output_dir=str(tmp_path / "out"), use_mediapipe=False)
     assert manifest["splits"]["test"]["skipped"]["malformed_abs"]["count"] == 1
-    with pytest.raises(writer.BuildError, match="04200d74.abs: 473 values"):
+    with pytest.raises(errors.BuildError, match="04200d74.abs: 473 values"):
         common.build_and_read(source="frgc", input_dir=str(tmp_path), on_error="fail",
                               output_dir=str(tmp_path / "out2"), use_mediapipe=False)

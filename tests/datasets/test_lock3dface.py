@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from datasets import lock3dface
-from tests.datasets import common, writers
+from tf_rgbd.data.sources import lock3dface
+from tests.datasets import common
+from tf_rgbd.testing import format_writers as writers
 from tf_rgbd.data import kinect
 
 VIDEOS = ["002_Kinect_NU_1", "002_Kinect_FE_1", "002_Kinect_PS_1", "002_Kinect_OC_1",

@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from datasets.formats import rgbd_frames
-from tests.datasets import common, writers
+from tf_rgbd.data.sources import rgbd_frames
+from tests.datasets import common
+from tf_rgbd.testing import format_writers as writers
 from tf_rgbd.data import faces, kinect
 
 DEPTH_SIZE = (212, 256)            # half-size Kinect v2 depth, to keep the test small

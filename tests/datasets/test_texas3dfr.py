@@ -3,9 +3,10 @@ import os
 
 import numpy as np
 
-from datasets import texas3dfr
-from datasets.formats import scan
-from tests.datasets import common, writers
+from tf_rgbd.data.sources import texas3dfr
+from tf_rgbd.data.sources import scan
+from tests.datasets import common
+from tf_rgbd.testing import format_writers as writers
 from tf_rgbd.data.geometry import CameraIntrinsics
 
 MM_PER_PIXEL = 0.8

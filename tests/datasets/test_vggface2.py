@@ -6,8 +6,9 @@ import pytest
 
 skimage_data = pytest.importorskip("skimage.data")
 
-from datasets import vggface2  # noqa: E402
-from tests.datasets import common, writers  # noqa: E402
+from tf_rgbd.data.sources import vggface2# noqa: E402
+from tests.datasets import common
+from tf_rgbd.testing import format_writers as writers  # noqa: E402
 from tf_rgbd.data import faces  # noqa: E402
 
 

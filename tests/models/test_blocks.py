@@ -22,13 +22,13 @@ def _checks(layer, input_shape, inputs, expected_shape, tmp_path):
 
 
 @pytest.mark.parametrize("strides,activation", [(1, "prelu"), (2, "relu"), (1, None)])
-def test_conv_bn_act(tmp_path, strides, activation):
-    outputs = _checks(blocks.ConvBNAct(8, 3, strides, activation, name="unit"), (16, 16, 3),
+def test_conv_norm_act(tmp_path, strides, activation):
+    outputs = _checks(blocks.ConvNormAct(8, 3, strides, activation, name="unit"), (16, 16, 3),
                       helpers.random_images(2, 16, 3), (2, 16 // strides, 16 // strides, 8),
                       tmp_path)
     if activation == "relu":
         assert outputs["output"].min() >= 0.0
-    helpers.assert_config_round_trip(blocks.ConvBNAct(8, 5, 2, "relu", bn_momentum=0.99))
+    helpers.assert_config_round_trip(blocks.ConvNormAct(8, 5, 2, "relu", bn_momentum=0.99))
 
 
 def test_squeeze_excitation_gates_channels(tmp_path):

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from tests import helpers
-from tf_rgbd.models.depthnet import DepthNetGenerator, level_filters, unet_levels
+from tf_rgbd.models.blocks import level_filters, unet_levels
+from tf_rgbd.models.depthnet import DepthNetGenerator
 
 
 def test_unet_depth_follows_the_image_size():

@@ -117,20 +117,6 @@ def test_inference_model_is_training_free_and_normalised(tmp_path):
                              tmp_path, check_config=False)
 
 
-def test_select_inputs_and_depth_key():
-    batch = {"rgb": 1, "gt_depth": 2, "depth": 3, "mask": 4, "label": 5}
-    assert recognizer_lib.select_inputs(batch, ("rgb", "depth"), "gt_depth") == {
-        "rgb": 1, "depth": 2}
-    manifest = {"dataset": "d", "splits": {
-        "test": {"histograms": {"domain": {"generated": 4}}},
-        "train": {"histograms": {"domain": {"synthetic": 4}}}}}
-    assert recognizer_lib.resolve_depth_key(manifest, "test", "generated") == "depth"
-    assert recognizer_lib.resolve_depth_key(manifest, "test", "gt") == "gt_depth"
-    assert recognizer_lib.resolve_depth_key(manifest, "train", "gt") == "depth"
-    with pytest.raises(ValueError, match="augmented"):
-        recognizer_lib.resolve_depth_key(manifest, "train", "generated")
-
-
 def test_attention_options_save_and_apply(tmp_path):
     """sam_normalization="batch" (conv shared, one BN per stage) and attention_mode="residual"
     (x * (1 + A)) survive saving; A = 0 in residual mode and A = 1 in multiply mode are

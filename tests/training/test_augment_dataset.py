@@ -7,8 +7,9 @@ import pytest
 import tensorflow as tf
 
 from tf_rgbd.data import pipeline, schema, writer
-from tf_rgbd.models.depthnet import DepthNetGenerator, load_depth_generator
-from training import augment_dataset
+from tf_rgbd.models.depthnet import DepthNetGenerator
+from tf_rgbd.models.loading import load_depth_generator
+from tf_rgbd.augmentation import generated_rgbd as augment_dataset
 
 SOURCE_SIZE = 40
 MODEL_SIZE = 32

@@ -10,7 +10,7 @@ import tensorflow as tf
 from tests.training.depth_test_utils import face_like_batch, tiny_model_config
 from tf_rgbd.config.depthnet import OptimizerConfig
 from tf_rgbd.training import callbacks as callbacks_lib
-from tf_rgbd.training import depthnet_gan
+from tf_rgbd.training import depth_training
 from tf_rgbd.training.checkpointing import RunCheckpoint, SavingBlockedError
 
 
@@ -19,11 +19,11 @@ SIZE = 16
 
 def _trainer(seed=0, base_filters=4):
     keras.utils.set_random_seed(seed)
-    trainer = depthnet_gan.build_trainer(tiny_model_config(
+    trainer = depth_training.build_depth_trainer(tiny_model_config(
         image_size=SIZE, base_filters=base_filters, max_filters=16, discriminator_filters=4,
         discriminator_downsamples=1))
-    trainer.compile(depthnet_gan.make_optimizer(OptimizerConfig(learning_rate=1e-3)),
-                    depthnet_gan.make_optimizer(OptimizerConfig(learning_rate=1e-3)))
+    trainer.compile(depth_training.make_optimizer(OptimizerConfig(learning_rate=1e-3)),
+                    depth_training.make_optimizer(OptimizerConfig(learning_rate=1e-3)))
     trainer.build_for_training(SIZE)
     return trainer
 

@@ -1,5 +1,5 @@
 """DepthNetGAN / cGAN trainers: the losses fall when overfitting one batch, distributed and
-single-device updates agree, test_step metrics equal tf_rgbd.eval.depth's."""
+single-device updates agree, test_step metrics equal tf_rgbd.metrics.depth's."""
 import keras
 import numpy as np
 import pytest
@@ -10,14 +10,15 @@ from tests.training.depth_test_utils import IMAGE_SIZE, face_like_batch, tiny_mo
 # Training tests run at 16x16 (a 2-level UNet) to keep the suite fast on a shared CPU.
 SMALL = 16
 from tf_rgbd.config.depthnet import DepthLossWeights, OptimizerConfig
-from tf_rgbd.eval import depth as depth_eval
-from tf_rgbd.training import depthnet_gan, strategy as strategy_lib
+from tf_rgbd.metrics import depth as depth_metrics
+from tf_rgbd.training import depth_training
+from tf_rgbd.training import strategy as strategy_lib
 from tf_rgbd.training.cgan_trainer import CGANDepthTrainer
 
 
 def _built_trainer(model_config, optimizer_fn=None, losses=DepthLossWeights()):
-    optimizer_fn = optimizer_fn or (lambda: depthnet_gan.make_optimizer(OptimizerConfig()))
-    trainer = depthnet_gan.build_trainer(model_config, losses)
+    optimizer_fn = optimizer_fn or (lambda: depth_training.make_optimizer(OptimizerConfig()))
+    trainer = depth_training.build_depth_trainer(model_config, losses)
     trainer.compile(optimizer_fn(), optimizer_fn())
     trainer.build_for_training(model_config.image_size)
     return trainer
@@ -28,7 +29,7 @@ def _built_trainer(model_config, optimizer_fn=None, losses=DepthLossWeights()):
 def test_training_on_one_fixed_batch_30_times_lowers_generator_loss(arch, use_mask_branch,
                                                                     conditional):
     keras.utils.set_random_seed(0)
-    adam = lambda: depthnet_gan.make_optimizer(OptimizerConfig(learning_rate=1e-3))  # noqa: E731
+    adam = lambda: depth_training.make_optimizer(OptimizerConfig(learning_rate=1e-3))  # noqa: E731
     trainer = _built_trainer(tiny_model_config(arch=arch, use_mask_branch=use_mask_branch,
                                                conditional_discriminators=conditional,
                                                image_size=SMALL, discriminator_downsamples=1),
@@ -134,7 +135,7 @@ def test_test_step_metrics_equal_the_evaluation_module():
     dataset = tf.data.Dataset.from_tensor_slices(
         {key: tf.concat([b[key] for b in batches], 0) for key in batches[0]}).batch(4)
     logs = trainer.evaluate(dataset, verbose=0, return_dict=True)
-    accumulator = depth_eval.DepthMetricsAccumulator()
+    accumulator = depth_metrics.DepthMetricsAccumulator()
     for batch in batches:
         outputs = trainer.generator(batch["rgb"])
         accumulator.update(outputs["depth"], batch["depth"], batch["mask"], outputs["mask"],
@@ -162,16 +163,18 @@ def test_train_depth_model_writes_a_resumable_run(tmp_path):
     import os
 
     from tests.training.depth_test_utils import write_tiny_dataset
-    from tf_rgbd.config.depthnet import DepthTrainingConfig, TrainRunConfig
-    from tf_rgbd.models.depthnet import load_depth_generator
+    from tf_rgbd.config.depthnet import DepthTrainingConfig
+    from tf_rgbd.config.run import RunConfig
+    from tf_rgbd.models.loading import load_depth_generator
 
     data_dir = write_tiny_dataset(str(tmp_path / "data"), size=SMALL)
     config = DepthTrainingConfig(
         model=tiny_model_config(image_size=SMALL, base_filters=4, max_filters=8,
                                 discriminator_filters=4, discriminator_downsamples=1),
-        run=TrainRunConfig(data_dir=data_dir, model_dir=str(tmp_path / "run"), batch_size=4,
-                           steps=4, steps_per_epoch=2, checkpoint_every_steps=3, verbose="0"))
-    result = depthnet_gan.train_depth_model(config)
+        run=RunConfig(data_dir=data_dir, model_dir=str(tmp_path / "run"), batch_size=4,
+                      val_split="test", steps=4, steps_per_epoch=2, checkpoint_every_steps=3,
+                      verbose="0"))
+    result = depth_training.train_depth_model(config)
     assert (result.start_step, result.final_step) == (0, 4)
     run_dir = config.run.model_dir
     with open(os.path.join(run_dir, "config.json")) as handle:
@@ -180,9 +183,9 @@ def test_train_depth_model_writes_a_resumable_run(tmp_path):
         "ckpt-3.index", "ckpt-4.index"]
     assert glob.glob(f"{run_dir}/logs/images/events.*"), "no TensorBoard image grid written"
     assert {"val_mse_255_intersection", "val_mask_miou", "g_loss"} <= set(result.history)
-    generator = load_depth_generator(result.generator_path)
+    generator = load_depth_generator(result.outputs["generator"])
     assert set(generator(tf.zeros([1, SMALL, SMALL, 3]))) == {"rgb_recon", "depth", "mask"}
     # Re-running the finished run resumes at its last step and trains no further (exact resume
     # mid-run is tested in test_checkpointing.py).
-    again = depthnet_gan.train_depth_model(config)
+    again = depth_training.train_depth_model(config)
     assert (again.start_step, again.final_step) == (4, 4)

@@ -10,11 +10,12 @@ import tensorflow as tf
 
 from tf_rgbd import config as config_lib
 from tf_rgbd.config.recognizer import (RecognizerEvalConfig, RecognizerExperimentConfig,
-                                       RecognizerLossConfig, RecognizerModelConfig,
-                                       RecognizerTrainConfig)
+                                       RecognizerLossConfig, RecognizerModelConfig, SGDConfig)
+from tf_rgbd.config.run import RunConfig
 from tf_rgbd.data import protocol as protocol_lib
 from tf_rgbd.data import schema, writer
-from tf_rgbd.training import rgbd_trainer
+from tf_rgbd.eval import recognition
+from tf_rgbd.training import recognizer_training, rgbd_trainer
 
 SIZE = 32
 NUM_IDS = 4
@@ -36,9 +37,9 @@ def _batch(batch=8, seed=0):
 
 def _trainer(loss_config=RecognizerLossConfig(), learning_rate=0.1, **model_overrides):
     keras.utils.set_random_seed(0)
-    train_config = RecognizerTrainConfig(learning_rate=learning_rate, lr_decay_epochs=())
+    optimizer_config = SGDConfig(learning_rate=learning_rate, lr_decay_epochs=())
     trainer, _ = rgbd_trainer.build_trainer(_model_config(**model_overrides), loss_config,
-                                            train_config, NUM_IDS, steps_per_epoch=10)
+                                            optimizer_config, NUM_IDS, steps_per_epoch=10)
     return trainer
 
 
@@ -112,10 +113,10 @@ def test_overfits_a_tiny_batch():
 
 def test_learning_rate_schedule_steps_down():
     schedule = rgbd_trainer.learning_rate_schedule(
-        RecognizerTrainConfig(learning_rate=0.1, lr_decay_epochs=(6, 10, 17)), steps_per_epoch=5)
+        SGDConfig(learning_rate=0.1, lr_decay_epochs=(6, 10, 17)), steps_per_epoch=5)
     values = [float(schedule(step)) for step in (0, 29, 31, 49, 51, 84, 86)]
     np.testing.assert_allclose(values, [0.1, 0.1, 0.01, 0.01, 0.001, 0.001, 0.0001], rtol=1e-6)
-    optimizer = rgbd_trainer.build_optimizer(RecognizerTrainConfig(), steps_per_epoch=5)
+    optimizer = rgbd_trainer.build_optimizer(SGDConfig(), steps_per_epoch=5)
     assert isinstance(optimizer, keras.optimizers.SGD)
     assert optimizer.momentum == pytest.approx(0.9)
     assert optimizer.weight_decay == pytest.approx(5e-4)
@@ -163,18 +164,21 @@ def _write_tiny_dataset(directory):
     protocol_lib.save_protocol(protocol, protocol_lib.protocol_path(directory, "tiny_protocol"))
 
 
-def test_run_training_resume_and_evaluation(tmp_path):
-    from tf_rgbd import eval as eval_lib
+def _experiment(data_dir, model_dir, **run_overrides):
+    run = dict(data_dir=data_dir, model_dir=model_dir, batch_size=8, epochs=1,
+               steps_per_epoch=3, checkpoint_every_steps=2, augment=True, verbose="0")
+    run.update(run_overrides)
+    return RecognizerExperimentConfig(
+        model=_model_config(), loss=RecognizerLossConfig(),
+        optimizer=SGDConfig(learning_rate=0.05, lr_decay_epochs=(1,)), run=RunConfig(**run),
+        variant="full")
 
+
+def test_run_training_resume_and_evaluation(tmp_path):
     data_dir, model_dir = str(tmp_path / "data"), str(tmp_path / "run")
     _write_tiny_dataset(data_dir)
-    experiment = RecognizerExperimentConfig(
-        model=_model_config(), loss=RecognizerLossConfig(),
-        train=RecognizerTrainConfig(data_dir=data_dir, model_dir=model_dir, batch_size=8,
-                                    epochs=1, steps_per_epoch=3, learning_rate=0.05,
-                                    lr_decay_epochs=(1,), checkpoint_every_steps=2, augment=True),
-        variant="full")
-    summary = rgbd_trainer.run_training(experiment, verbose=0)
+    experiment = _experiment(data_dir, model_dir)
+    summary = recognizer_training.run_training(experiment)
     assert summary["total_steps"] == 3 and summary["start_step"] == 0
     for name in ("config.json", "recognizer.keras", "recognizer_inference.keras",
                  "training_summary.json"):
@@ -185,14 +189,14 @@ def test_run_training_resume_and_evaluation(tmp_path):
 
     # One more epoch resumes from the step-3 checkpoint instead of starting over.
     longer = dataclasses.replace(experiment,
-                                 train=dataclasses.replace(experiment.train, epochs=2))
-    assert rgbd_trainer.run_training(longer, verbose=0)["start_step"] == 3
+                                 run=dataclasses.replace(experiment.run, epochs=2))
+    assert recognizer_training.run_training(longer)["start_step"] == 3
     # A different architecture in the same directory is refused.
     with pytest.raises(ValueError, match="model"):
-        rgbd_trainer.run_training(
-            dataclasses.replace(longer, model=_model_config(embedding_dim=8)), verbose=0)
+        recognizer_training.run_training(
+            dataclasses.replace(longer, model=_model_config(embedding_dim=8)))
 
-    metrics = eval_lib.evaluate_recognizer(RecognizerEvalConfig(
+    metrics = recognition.evaluate_recognizer(RecognizerEvalConfig(
         data_dir=data_dir, model_dir=model_dir, protocol="tiny_protocol", depth_source="gt",
         batch_size=6, tsne_identities=4, attention_examples=2), progress=False)
     output_dir = metrics["output_dir"]
@@ -212,7 +216,7 @@ def test_run_training_resume_and_evaluation(tmp_path):
         assert os.path.getsize(os.path.join(output_dir, picture)) > 1000, picture
     assert "expression" in metrics["tables"]["identification"]
     with pytest.raises(ValueError, match="augmented"):
-        eval_lib.evaluate_recognizer(RecognizerEvalConfig(
+        recognition.evaluate_recognizer(RecognizerEvalConfig(
             data_dir=data_dir, model_dir=model_dir, protocol="tiny_protocol",
             depth_source="generated"))
 
@@ -264,12 +268,8 @@ def test_run_training_under_mirrored_strategy_fits(tmp_path):
         pytest.skip("needs the 2 logical CPUs configured in tests/conftest.py")
     data_dir, model_dir = str(tmp_path / "data"), str(tmp_path / "run")
     _write_tiny_dataset(data_dir)
-    experiment = RecognizerExperimentConfig(
-        model=_model_config(), loss=RecognizerLossConfig(),
-        train=RecognizerTrainConfig(data_dir=data_dir, model_dir=model_dir, batch_size=8,
-                                    epochs=1, steps_per_epoch=2, strategy="mirrored",
-                                    lr_decay_epochs=(1,), augment=False),
-        variant="full")
-    summary = rgbd_trainer.run_training(experiment, verbose=0)
+    experiment = _experiment(data_dir, model_dir, steps_per_epoch=2, strategy="mirrored",
+                             augment=False)
+    summary = recognizer_training.run_training(experiment)
     assert summary["total_steps"] == 2
     assert os.path.exists(os.path.join(model_dir, "recognizer.keras"))

@@ -1,24 +1,36 @@
 """Experiment configs: frozen dataclasses that print, save next to a run, and reload.
 
 Each area keeps its dataclasses in its own module (``tf_rgbd.config.<area>``); this module holds
-the machinery they share. Programs fill configs from absl flags in ``main()`` with
-:func:`from_flag_values`; the library never reads flags.
+the machinery they share (dict round trips, JSON files, field helpers). Programs generate their
+flags from the configs and fill configs from them in ``main()`` (:mod:`tf_rgbd.config.flags`);
+the library never reads flags.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import typing
-from typing import Any, Mapping, Type, TypeVar
+from typing import Any, Mapping, Sequence, Type, TypeVar
 
 from tf_rgbd import io_utils
 
 ConfigT = TypeVar("ConfigT")
 
 
+def choice(default: Any, choices: Sequence[Any], help: str = "") -> Any:  # noqa: A002
+    """A dataclass field whose flag is an enum of ``choices``."""
+    return dataclasses.field(default=default,
+                             metadata={"choices": tuple(choices), "help": help})
+
+
+def no_flag(default: Any) -> Any:
+    """A dataclass field that gets no flag (the program fills it)."""
+    return dataclasses.field(default=default, metadata={"flag": False})
+
+
 def to_dict(config: Any) -> dict:
     """A JSON-ready dict of a (possibly nested) config dataclass; tuples become lists."""
-    return json.loads(json.dumps(dataclasses.asdict(config), default=io_utils._json_default))
+    return json.loads(json.dumps(dataclasses.asdict(config), default=io_utils.json_default))
 
 
 def _coerce(field_type: Any, value: Any) -> Any:
@@ -58,24 +70,3 @@ def load_json(config_cls: Type[ConfigT], path: str) -> ConfigT:
         values = json.load(handle)
     values.pop("config_class", None)
     return from_dict(config_cls, values)
-
-
-def from_flag_values(config_cls: Type[ConfigT], flag_values: Any, **overrides: Any) -> ConfigT:
-    """Fills ``config_cls`` from parsed absl flags that share its field names.
-
-    Fields without a flag of the same name keep their defaults; ``overrides`` win over both.
-    Comma-separated string flags are split for tuple-typed fields.
-    """
-    hints = typing.get_type_hints(config_cls)
-    values: dict[str, Any] = {}
-    for field in dataclasses.fields(config_cls):
-        if field.name in overrides:
-            values[field.name] = overrides[field.name]
-            continue
-        if field.name not in flag_values:
-            continue
-        value = flag_values[field.name].value
-        if typing.get_origin(hints[field.name]) is tuple and isinstance(value, str):
-            value = tuple(item.strip() for item in value.split(",") if item.strip())
-        values[field.name] = _coerce(hints[field.name], value)
-    return config_cls(**values)

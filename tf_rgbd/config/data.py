@@ -4,6 +4,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from tf_rgbd.config import choice
+
+# The registered dataset sources (tf_rgbd.data.sources.SOURCES has one module per name).
+SOURCE_NAMES = ("synthetic", "bu3dfe", "bosphorus", "frgc", "texas3dfr", "biwi", "pandora",
+                "lock3dface", "vggface2", "folder")
+ON_ERROR = ("skip", "fail")
+FACE_DETECTORS = ("auto", "short", "full")
+MULTIPLE_FACES = ("largest", "skip")
+CROPS = ("arcface", "depthnet")
+
 
 @dataclasses.dataclass(frozen=True)
 class BuildConfig:
@@ -43,13 +53,13 @@ class BuildConfig:
       texas_mm_per_pixel: Texas 3DFR range images: x/y spacing and z step (mm per unit).
     """
 
-    source: str
-    output_dir: str
+    source: str = choice("synthetic", SOURCE_NAMES)
+    output_dir: str = ""
     input_dir: Optional[str] = None
     image_size: int = 112
     num_shards: int = 8
     num_workers: int = 1
-    on_error: str = "skip"
+    on_error: str = choice("skip", ON_ERROR)
     seed: int = 0
     num_identities: int = 40
     images_per_identity: int = 30
@@ -61,10 +71,10 @@ class BuildConfig:
     face_width_mm: float = 200.0
     face_height_mm: float = 200.0
     min_score: float = 0.5
-    face_detector: str = "auto"
-    multiple_faces: str = "largest"
+    face_detector: str = choice("auto", FACE_DETECTORS)
+    multiple_faces: str = choice("largest", MULTIPLE_FACES)
     min_face_px: int = 20
-    crop: str = "arcface"
+    crop: str = choice("arcface", CROPS)
     use_mediapipe: bool = True
     frame_stride: int = 1
     kinect_focal_px: float = 0.0
@@ -72,9 +82,36 @@ class BuildConfig:
     texas_mm_per_pixel: float = 0.32
 
     def __post_init__(self):
-        if self.on_error not in ("skip", "fail"):
+        if self.source not in SOURCE_NAMES:
+            raise ValueError(f"unknown source {self.source!r}; known sources: {SOURCE_NAMES}")
+        if self.on_error not in ON_ERROR:
             raise ValueError(f"on_error must be skip or fail, got {self.on_error!r}")
         if self.image_size < 16:
             raise ValueError(f"image_size must be >= 16, got {self.image_size}")
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """One 2D -> RGB-D augmentation (``python -m training.augment_dataset``).
+
+    Attributes:
+      generator: the trained depth generator (``generator.keras`` of train_depthnet).
+      data_dir: the input dataset (RGB is enough).
+      output_dir: the augmented dataset to write (RGB with background removed, D*, M*).
+      splits: splits to convert (empty: every split of the input).
+      batch_size: generator batch size.
+      keep_gt_depth: store the source's ground-truth depth (normalised) as ``gt_depth``.
+      depth_range_mm: normalisation span of the ground-truth depth (mm).
+      dataset_name: the output's dataset name ('' = ``<input>_generated``).
+    """
+
+    generator: str = ""
+    data_dir: str = ""
+    output_dir: str = ""
+    splits: tuple[str, ...] = ()
+    batch_size: int = 32
+    keep_gt_depth: bool = False
+    depth_range_mm: float = 200.0
+    dataset_name: str = ""

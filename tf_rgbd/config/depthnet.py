@@ -1,16 +1,18 @@
 """Configs of the depth half: DepthNet / cGAN models, loss weights, optimiser, training run.
 
-Programs fill them from absl flags of the same names (``config.from_flag_values``) and save the
-whole :class:`DepthTrainingConfig` as ``model_dir/config.json``.
+``training/train_depthnet.py`` generates its flags from :class:`DepthTrainingConfig`
+(``tf_rgbd.config.flags``) and the run saves it as ``model_dir/config.json``.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
-from tf_rgbd.models.depthnet import NORM_KINDS
+from tf_rgbd.config import choice
+from tf_rgbd.config.run import RunConfig
 
 ARCHS = ("depthnet", "cgan")
+# Generator / discriminator normalisations (tf_rgbd.models.blocks.make_norm).
+NORM_KINDS = ("instance", "batch", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,17 +26,18 @@ class DepthModelConfig:
       base_filters / max_filters: generator widths (level l: base * 2^l, capped).
       norm: generator normalisation, one of ``NORM_KINDS`` (``instance`` default; the cGAN
         baseline uses ``batch`` unless told otherwise).
-      use_mask_branch: False = the ``--no_mask_branch`` ablation (no mask head, no D_m).
+      use_mask_branch: the auxiliary mask head and its discriminator D_m; false
+        (``--use_mask_branch=false``) is the Table 6 ablation.
       conditional_discriminators: concatenate the input RGB to every discriminator input.
       discriminator_filters / discriminator_downsamples: PatchGAN (or cGAN conv+FC) widths.
       cgan_hidden_units: width of the cGAN discriminator's hidden dense layer.
     """
 
-    arch: str = "depthnet"
+    arch: str = choice("depthnet", ARCHS)
     image_size: int = 64
     base_filters: int = 32
     max_filters: int = 256
-    norm: str = "instance"
+    norm: str = choice("instance", NORM_KINDS)
     use_mask_branch: bool = True
     conditional_discriminators: bool = False
     discriminator_filters: int = 32
@@ -57,6 +60,12 @@ class DepthLossWeights:
 
     The paper's values: 100, 100, 1, 1. For ``cgan``: L_G = lambda_depth L_MSE + lambda_adv
     L_BCE (lambda_mask and lambda_recon unused).
+
+    Attributes:
+      lambda_depth: weight of L_depth (L1 on the face depth; MSE for the cGAN).
+      lambda_mask: weight of L_mask (per-class BCE of the mask head).
+      lambda_adv: weight of the generator's adversarial loss.
+      lambda_recon: weight of L_recon (L1 image reconstruction).
     """
 
     lambda_depth: float = 100.0
@@ -67,59 +76,17 @@ class DepthLossWeights:
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-    """Adam for both the generator and the discriminators (the paper: 2e-4, 0.5, 0.999)."""
+    """Adam for both the generator and the discriminators (the paper: 2e-4, 0.5, 0.999).
+
+    Attributes:
+      learning_rate: Adam learning rate of the generator and the discriminators.
+      beta_1: Adam beta_1.
+      beta_2: Adam beta_2.
+    """
 
     learning_rate: float = 2e-4
     beta_1: float = 0.5
     beta_2: float = 0.999
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainRunConfig:
-    """One training run.
-
-    Attributes:
-      data_dir: dataset directory (``python -m datasets.build`` output).
-      model_dir: run directory (config.json, checkpoints/, logs/, generator.keras).
-      train_split / val_split: split names; an empty val_split disables validation.
-      batch_size: global batch size.
-      epochs: epochs of ``steps_per_epoch`` steps (ignored when ``steps`` > 0).
-      steps: total optimiser steps (0: ``epochs * steps_per_epoch``).
-      steps_per_epoch: 0 = one pass over the training split (examples // batch_size).
-      strategy: ``default`` | ``mirrored`` | ``multi_worker``.
-      num_logical_cpus: ``mirrored`` without GPUs: split the CPU into this many logical devices
-        (0: use the devices as they are). For testing distributed code on a CPU machine.
-      init_from: checkpoint prefix, run directory or ``generator.keras`` to fine-tune from
-        (used only when the run directory has no checkpoint to resume).
-      jit_compile: XLA-compile the train/test steps.
-      mixed_precision: mixed_float16 on GPU (with loss scaling), mixed_bfloat16 on CPU.
-      augment: the pipeline's flip/crop/colour augmentation.
-      seed: weights init, shuffling and augmentation seed.
-      checkpoint_every_steps: checkpoint period (also saved at the end of training).
-      image_grid_every_epochs: TensorBoard image grid period.
-      depth_range_mm: the pipeline's depth normalisation span.
-      verbose: Keras fit verbosity (``auto``, 0, 1, 2).
-    """
-
-    data_dir: str = ""
-    model_dir: str = ""
-    train_split: str = "train"
-    val_split: str = "test"
-    batch_size: int = 16
-    epochs: int = 10
-    steps: int = 0
-    steps_per_epoch: int = 0
-    strategy: str = "default"
-    num_logical_cpus: int = 0
-    init_from: Optional[str] = None
-    jit_compile: bool = False
-    mixed_precision: bool = False
-    augment: bool = True
-    seed: int = 0
-    checkpoint_every_steps: int = 200
-    image_grid_every_epochs: int = 1
-    depth_range_mm: float = 200.0
-    verbose: str = "auto"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,4 +96,36 @@ class DepthTrainingConfig:
     model: DepthModelConfig = DepthModelConfig()
     losses: DepthLossWeights = DepthLossWeights()
     optimizer: OptimizerConfig = OptimizerConfig()
-    run: TrainRunConfig = TrainRunConfig()
+    run: RunConfig = RunConfig(batch_size=16, epochs=10, val_split="test",
+                               checkpoint_every_steps=200)
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthEvalConfig:
+    """One depth evaluation (``python -m training.evaluate_depth``).
+
+    Attributes:
+      data_dir: dataset directory with ground-truth depth.
+      generators: ``name=path/to/generator.keras`` entries (a bare path is named after its
+        folder).
+      eval_split: the evaluated split.
+      train_split: the split whose mean aligned depth is the mean-face baseline.
+      image_size: model input size (0: the generators' own).
+      batch_size: evaluation batch size.
+      depth_range_mm: the pipeline's depth normalisation span (mm).
+      mean_face: include the mean-face baseline row.
+      masked: also evaluate D* (depth zeroed where the generator's own mask says background)
+        of generators with a mask head.
+      output_dir: where depth_metrics.json goes ('' = the first generator's folder).
+    """
+
+    data_dir: str = ""
+    generators: tuple[str, ...] = ()
+    eval_split: str = "test"
+    train_split: str = "train"
+    image_size: int = 0
+    batch_size: int = 16
+    depth_range_mm: float = 200.0
+    mean_face: bool = True
+    masked: bool = False
+    output_dir: str = ""

@@ -1,7 +1,7 @@
 """Configs of the segmentation-guided RGB-D recognizer: model, losses, training, evaluation.
 
-Programs fill these from absl flags (``tf_rgbd.config.from_flag_values``; flag names equal
-field names) and save them as ``<model_dir>/config.json``. ``VARIANTS`` names the paper's
+Programs generate their flags from these (``tf_rgbd.config.flags``; flag names equal field
+names) and runs save them as ``<model_dir>/config.json``. ``VARIANTS`` names the paper's
 ablation rows (Table 7: modalities, Table 8: loss terms) plus the RGB baseline, so every
 ablation is a flag (``--variant=...`` or ``--modalities``/``--losses``), not a code edit.
 """
@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Optional
+
+from tf_rgbd.config import choice, no_flag
+from tf_rgbd.config.run import RunConfig
 
 MODALITIES = ("rgb", "depth", "mask")
 LOSS_TERMS = ("cls", "sa", "cmfl", "dis")
@@ -18,8 +21,8 @@ ATTENTION_MODES = ("multiply", "residual")
 # What sits between the SAM conv and its sigmoid: nothing (as printed) or BatchNorm (CBAM code).
 SAM_NORMALIZATIONS = ("none", "batch")
 
-# Files of a run directory (written by tf_rgbd.training.rgbd_trainer.run_training and
-# tf_rgbd.eval.evaluate_recognizer).
+# Files of a run directory (written by tf_rgbd.training.recognizer_training.run_training and
+# tf_rgbd.eval.recognition.evaluate_recognizer).
 CONFIG_FILE = "config.json"
 RECOGNIZER_FILE = "recognizer.keras"
 INFERENCE_FILE = "recognizer_inference.keras"
@@ -53,8 +56,8 @@ class RecognizerModelConfig:
     margin_m1: float = 1.0
     margin_m2: float = 0.5
     margin_m3: float = 0.0
-    sam_normalization: str = "none"
-    attention_mode: str = "multiply"
+    sam_normalization: str = choice("none", SAM_NORMALIZATIONS)
+    attention_mode: str = choice("multiply", ATTENTION_MODES)
 
     def __post_init__(self):
         unknown = sorted(set(self.modalities) - set(MODALITIES))
@@ -112,71 +115,61 @@ class RecognizerLossConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class RecognizerTrainConfig:
-    """One training run.
+class SGDConfig:
+    """The recognizer's optimiser: SGD with momentum and a step learning-rate schedule.
 
     Attributes:
-      data_dir: dataset directory (ground-truth RGB-D, or augmented D*/M* from
-        ``training/augment_dataset.py``).
-      model_dir: run directory (config.json, checkpoints/, logs/, recognizer.keras).
-      depth_source: ``gt`` (ground-truth depth: ``gt_depth`` of an augmented dataset, ``depth``
-        otherwise) or ``generated`` (``depth`` of an augmented dataset = D*).
-      split: training split.
-      strategy: ``default`` | ``mirrored`` | ``multi_worker``.
-      batch_size: GLOBAL batch size (256 in the paper).
-      epochs: training epochs.
-      steps_per_epoch: optimiser steps per epoch; 0 = one pass over the split.
       learning_rate: initial SGD learning rate.
       lr_decay_epochs: epochs at which the rate is multiplied by ``lr_decay_factor``.
-      momentum, weight_decay: SGD settings (weight decay is decoupled, Keras' ``weight_decay``).
-      augment: random flip / crop / colour jitter.
-      seed: data order, augmentation and initialisation seed.
-      checkpoint_every_steps: checkpoint period (optimiser steps).
-      max_to_keep: checkpoints kept.
+      lr_decay_factor: factor applied at each of ``lr_decay_epochs``.
+      momentum: SGD momentum.
+      weight_decay: weight decay (decoupled, Keras SGD's ``weight_decay``).
     """
 
-    data_dir: str = ""
-    model_dir: str = ""
-    depth_source: str = "gt"
-    split: str = "train"
-    strategy: str = "default"
-    batch_size: int = 256
-    epochs: int = 20
-    steps_per_epoch: int = 0
     learning_rate: float = 0.1
     lr_decay_epochs: tuple[int, ...] = (6, 10, 17)
     lr_decay_factor: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    augment: bool = True
-    seed: int = 0
-    checkpoint_every_steps: int = 500
-    max_to_keep: int = 3
 
     def __post_init__(self):
-        if self.depth_source not in DEPTH_SOURCES:
-            raise ValueError(f"depth_source must be one of {DEPTH_SOURCES}, got "
-                             f"{self.depth_source!r}")
-        if self.batch_size < 1 or self.epochs < 1 or self.steps_per_epoch < 0:
-            raise ValueError(f"bad schedule: batch_size={self.batch_size}, epochs={self.epochs}, "
-                             f"steps_per_epoch={self.steps_per_epoch}")
         if list(self.lr_decay_epochs) != sorted(self.lr_decay_epochs):
             raise ValueError(f"lr_decay_epochs must be increasing, got {self.lr_decay_epochs}")
+        if self.learning_rate <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise ValueError(f"bad SGD settings: learning_rate={self.learning_rate}, "
+                             f"momentum={self.momentum}, weight_decay={self.weight_decay}")
 
 
 @dataclasses.dataclass(frozen=True)
 class RecognizerExperimentConfig:
     """Everything a run needs; saved as ``<model_dir>/config.json``.
 
-    ``num_classes`` is filled from the training dataset's manifest when the run starts (0 until
-    then); evaluation rebuilds the model from it when only checkpoints exist.
+    Attributes:
+      model: the architecture.
+      loss: the loss terms and weights.
+      optimizer: SGD and its schedule.
+      run: data, run directory, schedule, distribution, checkpoints.
+      depth_source: what feeds the depth branch: ``gt`` (ground-truth depth: ``gt_depth`` of an
+        augmented dataset, ``depth`` otherwise) or ``generated`` (``depth`` of an augmented
+        dataset = D*).
+      variant: the named ablation row (``VARIANTS``) this run is, or ``custom``.
+      num_classes: identities of the training split, filled from the manifest when the run
+        starts (0 until then); evaluation rebuilds the model from it when only checkpoints
+        exist.
     """
 
     model: RecognizerModelConfig = RecognizerModelConfig()
     loss: RecognizerLossConfig = RecognizerLossConfig()
-    train: RecognizerTrainConfig = RecognizerTrainConfig()
-    variant: str = "custom"
-    num_classes: int = 0
+    optimizer: SGDConfig = SGDConfig()
+    run: RunConfig = RunConfig(batch_size=256, epochs=20, checkpoint_every_steps=500)
+    depth_source: str = choice("gt", DEPTH_SOURCES)
+    variant: str = no_flag("custom")
+    num_classes: int = no_flag(0)
+
+    def __post_init__(self):
+        if self.depth_source not in DEPTH_SOURCES:
+            raise ValueError(f"depth_source must be one of {DEPTH_SOURCES}, got "
+                             f"{self.depth_source!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,7 +180,7 @@ class RecognizerEvalConfig:
       data_dir: dataset directory holding the protocol's split and ``protocols/<name>.json``.
       model_dir: trained run directory (reads ``recognizer.keras`` or its newest checkpoint).
       protocol: protocol name (file stem under ``<data_dir>/protocols``).
-      depth_source: ``gt`` or ``generated`` (see :class:`RecognizerTrainConfig`).
+      depth_source: ``gt`` or ``generated`` (see :class:`RecognizerExperimentConfig`).
       output_dir: where metrics and pictures go ('' = ``<model_dir>/eval_<protocol>_<source>``).
       batch_size: embedding extraction batch size.
       flip_test: add the embedding of the horizontally flipped face before normalising.
@@ -200,7 +193,7 @@ class RecognizerEvalConfig:
     data_dir: str = ""
     model_dir: str = ""
     protocol: str = "lock3dface_style"
-    depth_source: str = "gt"
+    depth_source: str = choice("gt", DEPTH_SOURCES)
     output_dir: str = ""
     batch_size: int = 64
     flip_test: bool = True
@@ -262,3 +255,9 @@ def apply_variant(config: RecognizerExperimentConfig, name: Optional[str]
         config, variant=name,
         model=dataclasses.replace(config.model, modalities=chosen.modalities),
         loss=dataclasses.replace(config.loss, losses=chosen.losses))
+
+
+def with_model_dir(config: RecognizerExperimentConfig, model_dir: str
+                   ) -> RecognizerExperimentConfig:
+    """``config`` writing to ``model_dir`` (e.g. one sub-directory per variant)."""
+    return dataclasses.replace(config, run=dataclasses.replace(config.run, model_dir=model_dir))

@@ -23,7 +23,7 @@ Pipeline for one RGB image (optionally with a registered depth map and a mask):
    face mesh has no notion of eyewear. This replaces the paper's BiSeNet pseudo labels.
 
 No face, a tiny face (shorter box side < ``min_face_px``) and ambiguous multiple faces raise
-:class:`tf_rgbd.data.writer.SkipExample` (``no_face``, ``tiny_face``, ``multiple_faces``) so the
+:class:`tf_rgbd.data.errors.SkipExample` (``no_face``, ``tiny_face``, ``multiple_faces``) so the
 dataset builder counts them in the manifest instead of crashing.
 
 MediaPipe graphs are created lazily, once per process, by :class:`FaceAnalyzer` (never at
@@ -39,7 +39,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from tf_rgbd.data.writer import SkipExample
+from tf_rgbd.data.errors import MultipleFacesError, NoFaceError, TinyFaceError
 
 # The InsightFace/ArcFace 5-point template for 112x112 crops (x, y): left eye, right eye, nose
 # tip, left mouth corner, right mouth corner (image left/right), the order of schema.landmarks5.
@@ -442,18 +442,18 @@ class FaceAnalyzer:
         """
         detections = self.detect(rgb)
         if not detections:
-            raise SkipExample("no_face", f"{where}: no face with score >= "
+            raise NoFaceError("no_face", f"{where}: no face with score >= "
                                          f"{self.config.min_score}")
         if len(detections) > 1:
             ratio = detections[1].area / max(detections[0].area, 1e-9)
             if self.config.multiple_faces == "skip" or ratio >= self.config.ambiguous_face_ratio:
-                raise SkipExample("multiple_faces",
+                raise MultipleFacesError("multiple_faces",
                                   f"{where}: {len(detections)} faces (second/largest area "
                                   f"{ratio:.2f}); keep one face per image or use "
                                   "--multiple_faces=largest")
         chosen = detections[0]
         if min(chosen.box[2], chosen.box[3]) < self.config.min_face_px:
-            raise SkipExample("tiny_face", f"{where}: face box {chosen.box[2]:.0f}x"
+            raise TinyFaceError("tiny_face", f"{where}: face box {chosen.box[2]:.0f}x"
                                            f"{chosen.box[3]:.0f} px < min_face_px "
                                            f"{self.config.min_face_px}")
         mesh = self.mesh_points(rgb, chosen.box)

@@ -1,6 +1,6 @@
 """Reading source images with OpenCV, turning every kind of bad file into a clear, counted skip.
 
-Each function raises :class:`tf_rgbd.data.writer.SkipExample` with a stable ``reason``
+Each function raises :class:`tf_rgbd.data.errors.SkipExample` with a stable ``reason``
 (``missing_file``, ``empty_file``, ``corrupt_image``, ``nan_depth``, ``depth_size_mismatch``...)
 so builders count bad inputs per reason instead of crashing.
 """
@@ -12,16 +12,16 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from tf_rgbd.data.writer import SkipExample
+from tf_rgbd.data.errors import CorruptImageError, InvalidDepthError, MissingFileError
 
 
 def read_file_bytes(path: str) -> bytes:
     """The whole file; raises SkipExample ``missing_file`` or ``empty_file`` (zero bytes)."""
     if not os.path.exists(path):
-        raise SkipExample("missing_file", f"{path} does not exist")
+        raise MissingFileError("missing_file", f"{path} does not exist")
     data = open(path, "rb").read()
     if not data:
-        raise SkipExample("empty_file", f"{path} is a zero-byte file")
+        raise MissingFileError("empty_file", f"{path} is a zero-byte file")
     return data
 
 
@@ -43,10 +43,10 @@ def read_rgb(path: str) -> np.ndarray:
     """
     data = read_file_bytes(path)
     if _is_truncated(data):
-        raise SkipExample("corrupt_image", f"{path} is truncated (no end-of-image marker)")
+        raise CorruptImageError("corrupt_image", f"{path} is truncated (no end-of-image marker)")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise SkipExample("corrupt_image", f"{path} cannot be decoded as an image")
+        raise CorruptImageError("corrupt_image", f"{path} cannot be decoded as an image")
     if image.dtype != np.uint8:
         image = cv2.convertScaleAbs(image, alpha=255.0 / max(float(image.max()), 1.0))
     if image.ndim == 2:
@@ -68,17 +68,17 @@ def check_depth_mm(depth_mm: np.ndarray, where: str,
     if depth.ndim == 3 and depth.shape[2] == 1:
         depth = depth[..., 0]
     if depth.ndim != 2:
-        raise SkipExample("bad_depth_shape", f"{where}: depth must be [H, W], got {depth.shape}")
+        raise InvalidDepthError("bad_depth_shape", f"{where}: depth must be [H, W], got {depth.shape}")
     if not np.all(np.isfinite(depth)):
-        raise SkipExample("nan_depth", f"{where}: {int(np.sum(~np.isfinite(depth)))} NaN/inf "
+        raise InvalidDepthError("nan_depth", f"{where}: {int(np.sum(~np.isfinite(depth)))} NaN/inf "
                                        "depth values")
     if np.any(depth < 0):
-        raise SkipExample("negative_depth", f"{where}: negative depth values")
+        raise InvalidDepthError("negative_depth", f"{where}: negative depth values")
     if expected_shape is not None and depth.shape != tuple(expected_shape):
-        raise SkipExample("depth_size_mismatch",
+        raise InvalidDepthError("depth_size_mismatch",
                           f"{where}: depth {depth.shape} but RGB {tuple(expected_shape)}")
     if not np.any(depth > 0):
-        raise SkipExample("no_valid_depth", f"{where}: depth map has no valid (non-zero) pixel")
+        raise InvalidDepthError("no_valid_depth", f"{where}: depth map has no valid (non-zero) pixel")
     return depth
 
 
@@ -92,12 +92,12 @@ def read_depth_png_mm(path: str, scale_mm: float = 1.0,
     """
     data = read_file_bytes(path)
     if _is_truncated(data):
-        raise SkipExample("corrupt_image", f"{path} is truncated (no end-of-image marker)")
+        raise CorruptImageError("corrupt_image", f"{path} is truncated (no end-of-image marker)")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise SkipExample("corrupt_image", f"{path} cannot be decoded as a depth PNG")
+        raise CorruptImageError("corrupt_image", f"{path} cannot be decoded as a depth PNG")
     if image.ndim == 3:
-        raise SkipExample("bad_depth_shape", f"{path}: depth PNG must have 1 channel, has "
+        raise InvalidDepthError("bad_depth_shape", f"{path}: depth PNG must have 1 channel, has "
                                              f"{image.shape[2]}")
     return check_depth_mm(image.astype(np.float32) * np.float32(scale_mm), path, expected_shape)
 
@@ -108,5 +108,5 @@ def read_depth_npy_mm(path: str, expected_shape: Optional[tuple[int, int]] = Non
     try:
         depth = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as error:
-        raise SkipExample("corrupt_depth", f"{path}: {error}") from error
+        raise CorruptImageError("corrupt_depth", f"{path}: {error}") from error
     return check_depth_mm(depth, path, expected_shape)

@@ -28,7 +28,7 @@ import numpy as np
 from tf_rgbd.data import faces
 from tf_rgbd.data import geometry
 from tf_rgbd.data.geometry import CameraIntrinsics
-from tf_rgbd.data.writer import SkipExample
+from tf_rgbd.data.errors import InvalidDepthError, MissingFileError, SkipExample
 
 # Nominal depth focal lengths (pixels) by depth image width when no calibration is given:
 # Kinect v2 (512x424, ~70.6 deg horizontal field of view) and Kinect v1 (640x480).
@@ -97,7 +97,7 @@ def read_calibration(path: str) -> KinectCalibration:
         with open(path, encoding="utf-8") as handle:
             lines = handle.read().splitlines()
     except FileNotFoundError as error:
-        raise SkipExample("missing_file", f"{path} does not exist") from error
+        raise MissingFileError("missing_file", f"{path} does not exist") from error
     if len(lines) < 11:
         raise SkipExample("bad_calibration", f"{path}: {len(lines)} lines, expected >= 11 "
                                              "(intrinsics 0-2, rotation 6-8, translation 10)")
@@ -179,7 +179,7 @@ def locate_head_in_depth(depth_mm: np.ndarray, intrinsics: CameraIntrinsics,
     """
     valid = depth_mm > 0
     if not valid.any():
-        raise SkipExample("no_valid_depth", "depth map has no valid pixel")
+        raise InvalidDepthError("no_valid_depth", "depth map has no valid pixel")
     nearest = float(np.percentile(depth_mm[valid], 5))
     foreground = (valid & (depth_mm < nearest + foreground_range_mm)).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8)

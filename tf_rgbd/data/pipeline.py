@@ -255,7 +255,7 @@ def make_dataset(pattern: str, split: Optional[str] = "train", batch_size: int =
                  seed: Optional[int] = None, deterministic: Optional[bool] = None,
                  drop_remainder: bool = False, with_metadata: bool = False,
                  depth_range_mm: float = DEFAULT_DEPTH_RANGE_MM,
-                 shuffle_buffer: int = 2048) -> tf.data.Dataset:
+                 shuffle_buffer: int = 2048, skip_examples: int = 0) -> tf.data.Dataset:
     """Builds the batched input pipeline over TFRecord shards.
 
     Args:
@@ -274,6 +274,10 @@ def make_dataset(pattern: str, split: Optional[str] = "train", batch_size: int =
       with_metadata: add ``example_id``, ``subject``, ``domain``, ``expression``, ``occlusion``
         (tf.string), ``session`` (int32), ``yaw_deg``/``pitch_deg``/``roll_deg`` (float32).
       depth_range_mm: span of :func:`normalize_depth`.
+      shuffle_buffer: records in the shuffle buffer.
+      skip_examples: records to skip after shuffling and repeating, BEFORE decoding (a run
+        resumed at step N skips N * batch_size records without decoding them; the augmentation
+        of every later record is the one it gets without the skip).
 
     Returns:
       A dataset of dicts: ``rgb`` float32 [B,S,S,3] in [-1, 1]; ``depth`` (and ``neutral_depth``,
@@ -301,18 +305,26 @@ def make_dataset(pattern: str, split: Optional[str] = "train", batch_size: int =
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
+    # Positions are counted on the raw records, before anything is decoded, so skipping records
+    # (a resumed run) decodes nothing it skips and sees exactly the augmentation it would have.
+    dataset = dataset.enumerate()
+    if skip_examples:
+        dataset = dataset.skip(int(skip_examples))
     modalities = tuple(modalities)
     dataset = dataset.map(
-        lambda shard, index, record: _decode_record(shard, index, record, image_size, modalities,
-                                                    depth_range_mm, with_metadata),
+        lambda position, element: (position, _decode_record(
+            element[0], element[1], element[2], image_size, modalities, depth_range_mm,
+            with_metadata)),
         num_parallel_calls=autotune, deterministic=deterministic)
     if augment:
         # Unseeded runs draw a fresh base seed; seeded runs augment identically every time.
         base_seed = int(np.random.SeedSequence().entropy % (2**62)) if seed is None else int(seed)
-        dataset = dataset.enumerate().map(
+        dataset = dataset.map(
             lambda position, example: augment_example(
                 example, tf.stack([tf.constant(base_seed, tf.int64), position]), image_size),
             num_parallel_calls=autotune, deterministic=deterministic)
+    else:
+        dataset = dataset.map(lambda position, example: example)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.FILE

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from tf_rgbd import io_utils
 from tf_rgbd.data import schema
+from tf_rgbd.data.errors import BuildError, SkipExample
 
 MANIFEST_NAME = "manifest.json"
 INDEX_SUFFIX = ".index.json"
@@ -37,25 +38,6 @@ MAX_SKIPPED_NAMES = 20
 CATEGORICAL_ATTRIBUTES = ("domain", "expression", "occlusion", "session", "has_depth", "has_mask")
 ANGLE_ATTRIBUTES = ("yaw_deg", "pitch_deg", "roll_deg")
 ANGLE_BIN_DEGREES = 15
-
-
-class SkipExample(Exception):
-    """Raised by a producer to skip a task for a known reason (counted, never fatal).
-
-    Args:
-      reason: short snake_case key for the manifest's ``skipped`` table (``no_face``,
-        ``corrupt_image``, ``depth_size_mismatch``...).
-      message: what was wrong, for the log.
-    """
-
-    def __init__(self, reason: str, message: str = ""):
-        super().__init__(f"{reason}: {message}" if message else reason)
-        self.reason = reason
-        self.message = message
-
-
-class BuildError(RuntimeError):
-    """A task failed with ``on_error="fail"``; the message names the task and the cause."""
 
 
 @dataclasses.dataclass(frozen=True)

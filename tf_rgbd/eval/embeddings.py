@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from tf_rgbd.models.recognizer import select_inputs
+from tf_rgbd.data.modalities import select_inputs
 
 FUSED = "fused"
 METADATA_KEYS = ("subject", "domain", "expression", "occlusion", "session", "yaw_deg")

@@ -208,7 +208,7 @@ class IRSEBackbone(keras.Model):
         # Parts are prefixed with the model's name: a functional graph over two backbones
         # (the recognizer's inference model) needs unique layer names.
         prefix = self.name
-        self.stem = blocks.ConvBNAct(self.spec.stem_width, 3, 1, activation="prelu",
+        self.stem = blocks.ConvNormAct(self.spec.stem_width, 3, 1, activation="prelu",
                                      name=f"{prefix}_stem", **bn)
         self.stages = [
             IRSEStage(width, units, 2, self.se_reduction, name=f"{prefix}_stage{index + 1}", **bn)

@@ -1,4 +1,5 @@
-"""Building blocks shared by the recognition backbones: conv units, SE, IR-SE units, CBAM SAM.
+"""Building blocks shared by every model: the conv-norm-act unit, the UNet level arithmetic of the
+depth GANs, SE, IR-SE units and the CBAM spatial attention module.
 
 All layers are channels-last and registered (``package="tf_rgbd"``) so ``.keras`` files reload
 without ``custom_objects``. Composite layers build their children explicitly in ``build()`` so
@@ -13,12 +14,20 @@ from typing import Optional
 import keras
 from keras import ops
 
+from tf_rgbd.config.depthnet import NORM_KINDS
+from tf_rgbd.config.recognizer import SAM_NORMALIZATIONS
+
 BN_MOMENTUM = 0.9
 BN_EPSILON = 2e-5
-ACTIVATIONS = ("prelu", "relu", None)
+# Synchronised batch norm with Keras' defaults: the depth GANs' "batch" normalisation.
+GAN_BN_MOMENTUM = 0.99
+GAN_BN_EPSILON = 1e-3
+ACTIVATIONS = ("prelu", "relu", "leaky_relu", "none")
+LEAKY_RELU_SLOPE = 0.2
 
 
 def _activation_layer(activation: Optional[str], name: str) -> Optional[keras.layers.Layer]:
+    activation = "none" if activation is None else activation
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation {activation!r} is not one of {ACTIVATIONS}")
     if activation == "prelu":
@@ -26,36 +35,72 @@ def _activation_layer(activation: Optional[str], name: str) -> Optional[keras.la
         return keras.layers.PReLU(shared_axes=[1, 2], name=name)
     if activation == "relu":
         return keras.layers.ReLU(name=name)
+    if activation == "leaky_relu":
+        return keras.layers.LeakyReLU(negative_slope=LEAKY_RELU_SLOPE, name=name)
     return None
 
 
-@keras.saving.register_keras_serializable(package="tf_rgbd")
-class ConvBNAct(keras.layers.Layer):
-    """Conv2D (no bias) -> BatchNorm -> optional PReLU/ReLU.
+def make_norm(kind: str, name: str, momentum: float = BN_MOMENTUM, epsilon: float = BN_EPSILON,
+              synchronized: bool = False) -> Optional[keras.layers.Layer]:
+    """A normalisation layer of ``kind`` (one of ``NORM_KINDS``); None for ``none``.
 
-    Input float32 [B, H, W, C]; output [B, H / strides, W / strides, filters] ("same" padding).
+    ``instance`` is GroupNormalization with one group per channel (per example, so a batch
+    split over replicas trains exactly like the whole batch); ``batch`` is BatchNormalization
+    (``synchronized`` across replicas when asked).
+    """
+    if kind == "instance":
+        return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name)
+    if kind == "batch":
+        return keras.layers.BatchNormalization(momentum=momentum, epsilon=epsilon,
+                                               synchronized=synchronized, name=name)
+    if kind == "none":
+        return None
+    raise ValueError(f"unknown norm {kind!r}; choose one of {NORM_KINDS}")
+
+
+@keras.saving.register_keras_serializable(package="tf_rgbd")
+class ConvNormAct(keras.layers.Layer):
+    """Conv2D ("same" padding; bias only without normalisation) -> norm -> activation.
+
+    The one conv unit of the project: the recognizer's units use batch norm + PReLU/ReLU with
+    InsightFace's BN settings; the depth GANs use instance / synchronised batch norm + ReLU /
+    LeakyReLU (:func:`gan_conv`).
+
+    Args:
+      filters, kernel_size, strides: the convolution.
+      norm: one of ``NORM_KINDS`` (``batch``, ``instance``, ``none``).
+      activation: one of ``ACTIVATIONS`` (``prelu``, ``relu``, ``leaky_relu`` (slope 0.2),
+        ``none``; None means ``none``).
+      bn_momentum, bn_epsilon, synchronized: batch-norm settings (``norm="batch"``).
+
+    Input float32 [B, H, W, C]; output [B, H / strides, W / strides, filters].
     """
 
     def __init__(self, filters: int, kernel_size: int = 3, strides: int = 1,
-                 activation: Optional[str] = "prelu", bn_momentum: float = BN_MOMENTUM,
-                 bn_epsilon: float = BN_EPSILON, **kwargs):
+                 activation: Optional[str] = "prelu", norm: str = "batch",
+                 bn_momentum: float = BN_MOMENTUM, bn_epsilon: float = BN_EPSILON,
+                 synchronized: bool = False, **kwargs):
         super().__init__(**kwargs)
+        if norm not in NORM_KINDS:
+            raise ValueError(f"{self.name}: norm {norm!r} is not one of {NORM_KINDS}")
         self.filters = int(filters)
         self.kernel_size = int(kernel_size)
         self.strides = int(strides)
-        self.activation = activation
+        self.activation = "none" if activation is None else activation
+        self.norm_kind = norm
         self.bn_momentum = float(bn_momentum)
         self.bn_epsilon = float(bn_epsilon)
+        self.synchronized = bool(synchronized)
         self.conv = keras.layers.Conv2D(self.filters, self.kernel_size, strides=self.strides,
-                                        padding="same", use_bias=False, name="conv")
-        self.norm = keras.layers.BatchNormalization(momentum=self.bn_momentum,
-                                                    epsilon=self.bn_epsilon, name="bn")
-        self.act = _activation_layer(activation, "act")
+                                        padding="same", use_bias=norm == "none", name="conv")
+        self.norm = make_norm(norm, "norm", self.bn_momentum, self.bn_epsilon, self.synchronized)
+        self.act = _activation_layer(self.activation, "act")
 
     def build(self, input_shape):
         self.conv.build(input_shape)
         output_shape = self.conv.compute_output_shape(input_shape)
-        self.norm.build(output_shape)
+        if self.norm is not None:
+            self.norm.build(output_shape)
         if self.act is not None:
             self.act.build(output_shape)
         self.built = True
@@ -64,13 +109,47 @@ class ConvBNAct(keras.layers.Layer):
         return self.conv.compute_output_shape(input_shape)
 
     def call(self, inputs, training=None):
-        outputs = self.norm(self.conv(inputs), training=training)
+        outputs = self.conv(inputs)
+        if self.norm is not None:
+            outputs = self.norm(outputs, training=training)
         return outputs if self.act is None else self.act(outputs)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
-                "strides": self.strides, "activation": self.activation,
-                "bn_momentum": self.bn_momentum, "bn_epsilon": self.bn_epsilon}
+                "strides": self.strides, "activation": self.activation, "norm": self.norm_kind,
+                "bn_momentum": self.bn_momentum, "bn_epsilon": self.bn_epsilon,
+                "synchronized": self.synchronized}
+
+
+def gan_conv(filters: int, kernel_size: int, strides: int, norm: str, activation: str,
+             name: str) -> ConvNormAct:
+    """The depth GANs' conv unit: their ``batch`` norm is synchronised BN, Keras defaults."""
+    return ConvNormAct(filters, kernel_size, strides, activation=activation, norm=norm,
+                       bn_momentum=GAN_BN_MOMENTUM, bn_epsilon=GAN_BN_EPSILON,
+                       synchronized=True, name=name)
+
+
+def unet_levels(image_size: int, min_bottleneck_size: int = 4) -> int:
+    """Number of stride-2 levels of the depth UNets for an ``image_size`` input.
+
+    The encoder halves the resolution while it stays even and >= ``min_bottleneck_size``
+    (64 -> 4 levels down to 4x4, 112 -> 4 levels down to 7x7, 256 -> 6 levels down to 4x4).
+    """
+    if image_size < 2 * min_bottleneck_size:
+        raise ValueError(f"image_size {image_size} is too small: the UNet needs at least one "
+                         f"halving down to >= {min_bottleneck_size} pixels")
+    levels, size = 0, image_size
+    while size % 2 == 0 and size // 2 >= min_bottleneck_size:
+        size //= 2
+        levels += 1
+    if levels == 0:
+        raise ValueError(f"image_size {image_size} is odd; use an even size such as 64 or 112")
+    return levels
+
+
+def level_filters(level: int, base_filters: int, max_filters: int) -> int:
+    """Channels at UNet level ``level`` (0 = full-resolution stem): base * 2^level, capped."""
+    return min(base_filters * 2 ** level, max_filters)
 
 
 @keras.saving.register_keras_serializable(package="tf_rgbd")
@@ -132,8 +211,8 @@ class IRSEUnit(keras.layers.Layer):
         bn = bn_kwargs(self.bn_momentum, self.bn_epsilon)
         self.pre_norm = keras.layers.BatchNormalization(
             momentum=self.bn_momentum, epsilon=self.bn_epsilon, name="bn_in")
-        self.conv1 = ConvBNAct(self.filters, 3, 1, activation="prelu", name="conv1", **bn)
-        self.conv2 = ConvBNAct(self.filters, 3, self.strides, activation=None, name="conv2", **bn)
+        self.conv1 = ConvNormAct(self.filters, 3, 1, activation="prelu", name="conv1", **bn)
+        self.conv2 = ConvNormAct(self.filters, 3, self.strides, activation=None, name="conv2", **bn)
         self.se = SqueezeExcitation(self.se_reduction, name="se")
         self.projection = None
 
@@ -146,7 +225,7 @@ class IRSEUnit(keras.layers.Layer):
         output_shape = self.conv2.compute_output_shape(hidden_shape)
         self.se.build(output_shape)
         if in_channels != self.filters:
-            self.projection = ConvBNAct(self.filters, 1, self.strides, activation=None,
+            self.projection = ConvNormAct(self.filters, 1, self.strides, activation=None,
                                         name="projection",
                                         **bn_kwargs(self.bn_momentum, self.bn_epsilon))
             self.projection.build(input_shape)
@@ -174,11 +253,9 @@ class IRSEUnit(keras.layers.Layer):
 
 
 def bn_kwargs(momentum: float, epsilon: float) -> dict:
-    """Constructor kwargs that pass batch-norm settings down to :class:`ConvBNAct`."""
+    """Constructor kwargs that pass batch-norm settings down to :class:`ConvNormAct`."""
     return {"bn_momentum": momentum, "bn_epsilon": epsilon}
 
-
-SAM_NORMALIZATIONS = ("none", "batch")
 
 
 @keras.saving.register_keras_serializable(package="tf_rgbd")

@@ -22,7 +22,7 @@ from typing import Any
 
 import keras
 
-from tf_rgbd.models.depthnet import ConvNormAct, level_filters, unet_levels
+from tf_rgbd.models.blocks import gan_conv, level_filters, unet_levels
 
 
 @keras.saving.register_keras_serializable(package="tf_rgbd")
@@ -51,9 +51,9 @@ class CGANDepthGenerator(keras.Model):
         self.norm = norm
         self.num_levels = unet_levels(image_size)
         self.down_blocks = [
-            ConvNormAct(level_filters(level, base_filters, max_filters), 4, 2,
-                        norm="none" if level == 0 else norm, activation="relu",
-                        name=f"down_{level}")
+            gan_conv(level_filters(level, base_filters, max_filters), 4, 2,
+                     norm="none" if level == 0 else norm, activation="relu",
+                     name=f"down_{level}")
             for level in range(self.num_levels)]
         self.up_blocks, self.up_norms = [], []
         for level in reversed(range(self.num_levels)):
@@ -61,8 +61,8 @@ class CGANDepthGenerator(keras.Model):
             self.up_blocks.append(keras.layers.Conv2DTranspose(
                 filters, 4, strides=2, padding="same", use_bias=norm == "none",
                 name=f"up_{level}"))
-            self.up_norms.append(ConvNormAct(filters, 3, 1, norm=norm, activation="relu",
-                                             name=f"up_refine_{level}"))
+            self.up_norms.append(gan_conv(filters, 3, 1, norm=norm, activation="relu",
+                                          name=f"up_refine_{level}"))
         self.concat = keras.layers.Concatenate(axis=-1, name="concat")
         self.depth_head = keras.layers.Conv2D(1, 3, padding="same", activation="tanh",
                                               dtype="float32", name="depth_head")
@@ -111,8 +111,8 @@ class CGANDepthDiscriminator(keras.Model):
         self.hidden_units = hidden_units
         self.max_filters = max_filters
         self.blocks = [
-            ConvNormAct(level_filters(level, base_filters, max_filters), 4, 2, norm="none",
-                        activation="leaky_relu", name=f"down_{level}")
+            gan_conv(level_filters(level, base_filters, max_filters), 4, 2, norm="none",
+                     activation="leaky_relu", name=f"down_{level}")
             for level in range(num_downsamples)]
         self.flatten = keras.layers.Flatten(name="flatten")
         self.hidden = keras.layers.Dense(hidden_units, name="hidden")

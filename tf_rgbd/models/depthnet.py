@@ -15,7 +15,7 @@ resolution while it stays even and >= ``min_bottleneck_size`` (64 -> 4 levels do
 Depth convention: the training target is the pipeline's normalised depth in [0, 1] (0 =
 background, nearer = larger) compared directly with the tanh output, so a perfect generator
 outputs values in [0, 1]; consumers clip the prediction to [0, 1] (see
-``tf_rgbd.eval.depth.to_unit_depth``). The mask head is a per-class sigmoid (7 independent
+``tf_rgbd.metrics.depth.to_unit_depth``). The mask head is a per-class sigmoid (7 independent
 binary cross-entropies, ``tf_rgbd.data.schema.MASK_CLASSES``); take the argmax for a label map.
 
 Normalisation defaults to instance normalisation (per example, so a batch split over replicas
@@ -28,86 +28,7 @@ from typing import Any
 import keras
 
 from tf_rgbd.data.schema import NUM_MASK_CLASSES
-
-NORM_KINDS = ("instance", "batch", "none")
-ACTIVATIONS = ("relu", "leaky_relu", "none")
-
-
-def unet_levels(image_size: int, min_bottleneck_size: int = 4) -> int:
-    """Number of stride-2 levels for an ``image_size`` input (see the module docstring)."""
-    if image_size < 2 * min_bottleneck_size:
-        raise ValueError(f"image_size {image_size} is too small: the UNet needs at least one "
-                         f"halving down to >= {min_bottleneck_size} pixels")
-    levels, size = 0, image_size
-    while size % 2 == 0 and size // 2 >= min_bottleneck_size:
-        size //= 2
-        levels += 1
-    if levels == 0:
-        raise ValueError(f"image_size {image_size} is odd; use an even size such as 64 or 112")
-    return levels
-
-
-def level_filters(level: int, base_filters: int, max_filters: int) -> int:
-    """Channels at UNet level ``level`` (0 = full-resolution stem): base * 2^level, capped."""
-    return min(base_filters * 2 ** level, max_filters)
-
-
-def make_norm(kind: str, name: str) -> keras.layers.Layer:
-    if kind == "instance":
-        return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name)
-    if kind == "batch":
-        return keras.layers.BatchNormalization(synchronized=True, name=name)
-    if kind == "none":
-        return keras.layers.Identity(name=name)
-    raise ValueError(f"unknown norm {kind!r}; choose one of {NORM_KINDS}")
-
-
-def _make_activation(kind: str, name: str) -> keras.layers.Layer:
-    if kind == "relu":
-        return keras.layers.ReLU(name=name)
-    if kind == "leaky_relu":
-        return keras.layers.LeakyReLU(negative_slope=0.2, name=name)
-    if kind == "none":
-        return keras.layers.Identity(name=name)
-    raise ValueError(f"unknown activation {kind!r}; choose one of {ACTIVATIONS}")
-
-
-@keras.saving.register_keras_serializable(package="tf_rgbd")
-class ConvNormAct(keras.layers.Layer):
-    """Conv2D (same padding, no bias when normalised) -> normalisation -> activation.
-
-    Input [B, H, W, C]; output [B, H / strides, W / strides, filters].
-    """
-
-    def __init__(self, filters: int, kernel_size: int = 3, strides: int = 1,
-                 norm: str = "instance", activation: str = "relu", **kwargs):
-        super().__init__(**kwargs)
-        self.filters = filters
-        self.kernel_size = kernel_size
-        self.strides = strides
-        self.norm = norm
-        self.activation = activation
-        self.conv = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same",
-                                        use_bias=norm == "none", name="conv")
-        self.norm_layer = make_norm(norm, "norm")
-        self.activation_layer = _make_activation(activation, "act")
-
-    def build(self, input_shape):
-        self.conv.build(input_shape)
-        output_shape = self.conv.compute_output_shape(input_shape)
-        self.norm_layer.build(output_shape)
-        self.built = True
-
-    def call(self, inputs, training=None):
-        return self.activation_layer(self.norm_layer(self.conv(inputs), training=training))
-
-    def compute_output_shape(self, input_shape):
-        return self.conv.compute_output_shape(input_shape)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
-                "strides": self.strides, "norm": self.norm, "activation": self.activation}
-
+from tf_rgbd.models.blocks import gan_conv, level_filters, unet_levels
 
 @keras.saving.register_keras_serializable(package="tf_rgbd")
 class UNetEncoder(keras.layers.Layer):
@@ -124,11 +45,11 @@ class UNetEncoder(keras.layers.Layer):
         self.base_filters = base_filters
         self.max_filters = max_filters
         self.norm = norm
-        self.stem = ConvNormAct(base_filters, 3, 1, norm="none", activation="leaky_relu",
-                                name="stem")
+        self.stem = gan_conv(base_filters, 3, 1, norm="none", activation="leaky_relu",
+                             name="stem")
         self.down_blocks = [
-            ConvNormAct(level_filters(level, base_filters, max_filters), 4, 2, norm=norm,
-                        activation="leaky_relu", name=f"down_{level}")
+            gan_conv(level_filters(level, base_filters, max_filters), 4, 2, norm=norm,
+                     activation="leaky_relu", name=f"down_{level}")
             for level in range(1, num_levels + 1)]
 
     def call(self, inputs, training=None):
@@ -164,10 +85,10 @@ class UNetDecoder(keras.layers.Layer):
         self.up_convs, self.fuse_convs = [], []
         for level in reversed(range(num_levels)):
             filters = level_filters(level, base_filters, max_filters)
-            self.up_convs.append(ConvNormAct(filters, 3, 1, norm=norm, activation="relu",
-                                             name=f"up_{level}"))
-            self.fuse_convs.append(ConvNormAct(filters, 3, 1, norm=norm, activation="relu",
-                                               name=f"fuse_{level}"))
+            self.up_convs.append(gan_conv(filters, 3, 1, norm=norm, activation="relu",
+                                          name=f"up_{level}"))
+            self.fuse_convs.append(gan_conv(filters, 3, 1, norm=norm, activation="relu",
+                                            name=f"fuse_{level}"))
 
     def call(self, features, training=None):
         if len(features) != self.num_levels + 1:
@@ -253,13 +174,3 @@ class DepthNetGenerator(keras.Model):
                 "num_mask_classes": self.num_mask_classes,
                 "use_mask_branch": self.use_mask_branch, "norm": self.norm,
                 "min_bottleneck_size": self.min_bottleneck_size}
-
-
-def load_depth_generator(path: str) -> keras.Model:
-    """Loads a saved depth generator (DepthNet or the cGAN baseline) from a ``.keras`` file.
-
-    Importing this module and ``cgan_depth`` registers their classes, so no custom_objects are
-    needed.
-    """
-    from tf_rgbd.models import cgan_depth  # noqa: F401,PLC0415 (registers the baseline)
-    return keras.saving.load_model(path, compile=False)

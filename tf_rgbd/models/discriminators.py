@@ -19,7 +19,7 @@ from typing import Any
 
 import keras
 
-from tf_rgbd.models.depthnet import ConvNormAct, level_filters
+from tf_rgbd.models.blocks import gan_conv, level_filters
 
 
 @keras.saving.register_keras_serializable(package="tf_rgbd")
@@ -30,7 +30,7 @@ class PatchDiscriminator(keras.Model):
       base_filters: channels of the first conv; doubled per level, capped at ``max_filters``.
       num_downsamples: stride-2 convs (3 gives 8x8 patches scores on 64x64 inputs).
       max_filters: channel cap.
-      norm: ``instance`` | ``batch`` | ``none`` (see ``depthnet.make_norm``).
+      norm: ``instance`` | ``batch`` | ``none`` (see ``blocks.make_norm``).
 
     Call:
       inputs: float32 [B, S, S, C] (any C; fixed at the first call).
@@ -49,12 +49,12 @@ class PatchDiscriminator(keras.Model):
         self.max_filters = max_filters
         self.norm = norm
         self.blocks = [
-            ConvNormAct(level_filters(level, base_filters, max_filters), 4, 2,
-                        norm="none" if level == 0 else norm, activation="leaky_relu",
-                        name=f"down_{level}")
+            gan_conv(level_filters(level, base_filters, max_filters), 4, 2,
+                     norm="none" if level == 0 else norm, activation="leaky_relu",
+                     name=f"down_{level}")
             for level in range(num_downsamples)]
-        self.blocks.append(ConvNormAct(level_filters(num_downsamples, base_filters, max_filters),
-                                       4, 1, norm=norm, activation="leaky_relu", name="patch"))
+        self.blocks.append(gan_conv(level_filters(num_downsamples, base_filters, max_filters),
+                                    4, 1, norm=norm, activation="leaky_relu", name="patch"))
         self.score = keras.layers.Conv2D(1, 4, padding="same", dtype="float32", name="score")
 
     def call(self, inputs, training=None):

@@ -61,8 +61,8 @@ from typing import Mapping, Sequence
 import keras
 from keras import ops
 
-from tf_rgbd.config.recognizer import (ATTENTION_MODES, DEPTH_SOURCES, MODALITIES,
-                                       SAM_NORMALIZATIONS, RecognizerModelConfig)
+from tf_rgbd.config.recognizer import (ATTENTION_MODES, MODALITIES, SAM_NORMALIZATIONS,
+                                       RecognizerModelConfig)
 from tf_rgbd.models import backbones, blocks, heads
 
 BRANCHES = ("rgb", "depth")
@@ -104,11 +104,11 @@ class MaskEncoder(keras.layers.Layer):
         self.bn_epsilon = float(bn_epsilon)
         bn = blocks.bn_kwargs(self.bn_momentum, self.bn_epsilon)
         width1, width2, width3 = self.stage_widths
-        self.to_stage1 = [blocks.ConvBNAct(width1, 3, 2, "relu", name="stage1_down", **bn),
-                          blocks.ConvBNAct(width1, 3, 1, "relu", name="stage1_conv", **bn)]
-        self.to_stage3 = [blocks.ConvBNAct(width2, 3, 2, "relu", name="stage2_down", **bn),
-                          blocks.ConvBNAct(width3, 3, 2, "relu", name="stage3_down", **bn),
-                          blocks.ConvBNAct(width3, 3, 1, "relu", name="stage3_conv", **bn)]
+        self.to_stage1 = [blocks.ConvNormAct(width1, 3, 2, "relu", name="stage1_down", **bn),
+                          blocks.ConvNormAct(width1, 3, 1, "relu", name="stage1_conv", **bn)]
+        self.to_stage3 = [blocks.ConvNormAct(width2, 3, 2, "relu", name="stage2_down", **bn),
+                          blocks.ConvNormAct(width3, 3, 2, "relu", name="stage3_down", **bn),
+                          blocks.ConvNormAct(width3, 3, 1, "relu", name="stage3_conv", **bn)]
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -388,52 +388,6 @@ def build_inference_model(recognizer: SegmentationGuidedRecognizer, image_size: 
         outputs.update({key: value for key, value in encoded.items()
                         if key.startswith("attention_")})
     return keras.Model(inputs, outputs, name=f"{recognizer.name}_inference")
-
-
-def resolve_depth_key(manifest: Mapping, split: str, depth_source: str) -> str:
-    """Which ``make_dataset`` key feeds the depth branch for ``depth_source``.
-
-    * ``generated``: ``depth`` of an augmented dataset (D*, domain ``generated``); refused for a
-      dataset without generated examples.
-    * ``gt``: ``gt_depth`` (the source's ground truth kept beside D*) for an augmented dataset,
-      ``depth`` for a ground-truth RGB-D dataset.
-    """
-    if depth_source not in DEPTH_SOURCES:
-        raise ValueError(f"depth_source must be one of {DEPTH_SOURCES}, got {depth_source!r}")
-    splits = manifest.get("splits", {})
-    if split not in splits:
-        raise KeyError(f"dataset {manifest.get('dataset')!r} has no split {split!r}; splits are "
-                       f"{sorted(splits)}")
-    domains = splits[split].get("histograms", {}).get("domain", {})
-    generated = domains.get("generated", 0) > 0
-    if depth_source == "generated":
-        if not generated:
-            raise ValueError(
-                f"--depth_source=generated needs an augmented dataset (domain 'generated'), but "
-                f"split {split!r} of {manifest.get('dataset')!r} has domains {domains}; build one "
-                "with training/augment_dataset.py or use --depth_source=gt")
-        return "depth"
-    return "gt_depth" if generated else "depth"
-
-
-def select_inputs(batch: Mapping, modalities: Sequence[str], depth_key: str = "depth") -> dict:
-    """The recognizer's input dict from a ``make_dataset`` batch (depth read from ``depth_key``)."""
-    source = {"rgb": "rgb", "depth": depth_key, "mask": "mask"}
-    missing = [source[name] for name in modalities if source[name] not in batch]
-    if missing:
-        raise KeyError(f"batch lacks {missing} for modalities {tuple(modalities)}; ask "
-                       f"make_dataset for them (modalities=...); batch keys: {sorted(batch)}")
-    return {name: batch[source[name]] for name in modalities}
-
-
-def dataset_modalities(modalities: Sequence[str], depth_key: str = "depth") -> tuple[str, ...]:
-    """``make_dataset(modalities=...)`` needed to feed a recognizer with ``modalities``."""
-    needed = []
-    for name in modalities:
-        key = depth_key if name == "depth" else name
-        if key not in needed:
-            needed.append(key)
-    return tuple(needed)
 
 
 def recognizer_from_config(model_config: RecognizerModelConfig, num_classes: int,

@@ -5,7 +5,7 @@
 
 The discriminator sees only a depth map (conditioned on nothing else); no mask, no
 reconstruction. Evaluation metrics, building, checkpoints and image grids come from
-:class:`tf_rgbd.training.depthnet_gan.DepthTrainerBase`.
+:class:`tf_rgbd.training.depth_trainer.DepthTrainerBase`.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from tf_rgbd.config.depthnet import DepthLossWeights, DepthModelConfig
 from tf_rgbd.losses import gan as gan_losses
 from tf_rgbd.losses import reconstruction
 from tf_rgbd.models.cgan_depth import CGANDepthDiscriminator, CGANDepthGenerator
-from tf_rgbd.training.depthnet_gan import DepthTrainerBase, _as_weight
+from tf_rgbd.training.depth_trainer import DepthTrainerBase, as_sample_weight
 
 
 class CGANDepthTrainer(DepthTrainerBase):
@@ -55,7 +55,7 @@ class CGANDepthTrainer(DepthTrainerBase):
 
     def compute_losses(self, data: Mapping[str, tf.Tensor], outputs: Mapping[str, tf.Tensor],
                        training: bool = True) -> dict[str, tf.Tensor]:
-        depth_weight = _as_weight(data.get("has_depth"), tf.shape(data["rgb"])[0])
+        depth_weight = as_sample_weight(data.get("has_depth"), tf.shape(data["rgb"])[0])
         real_logits = self.discriminator(data["depth"], training=training)
         fake_logits = self.discriminator(outputs["depth"], training=training)
         losses = {"depth_mse": reconstruction.mse_loss(data["depth"], outputs["depth"],

@@ -9,39 +9,26 @@ Distribution: losses are per-replica batch means divided by ``num_replicas_in_sy
 tape (``strategy.replica_scaled``); build the recognizer and the optimiser inside
 ``strategy.scope()`` before ``fit`` (see :func:`build_trainer`).
 
-Usage::
+Usage (the training run is :func:`tf_rgbd.training.recognizer_training.run_training`)::
 
     with strategy.scope():
-        trainer, optimizer = build_trainer(model_config, loss_config, train_config,
+        trainer, optimizer = build_trainer(model_config, loss_config, optimizer_config,
                                            num_classes, steps_per_epoch)
     trainer.fit(dataset_of_make_dataset_dicts, ...)
 """
 from __future__ import annotations
 
-import dataclasses
-import logging
-import os
-import time
-from typing import Any, Mapping, Optional, Sequence
+from typing import Mapping, Optional
 
 import keras
 import tensorflow as tf
 
-from tf_rgbd import config as config_lib
-from tf_rgbd import io_utils
-from tf_rgbd.config import recognizer as recognizer_config
-from tf_rgbd.config.recognizer import (CONFIG_FILE, INFERENCE_FILE, RECOGNIZER_FILE,
-                                       SUMMARY_FILE, RecognizerExperimentConfig,
-                                       RecognizerLossConfig, RecognizerModelConfig,
-                                       RecognizerTrainConfig)
-from tf_rgbd.data import pipeline
+from tf_rgbd.config.recognizer import RecognizerLossConfig, RecognizerModelConfig, SGDConfig
+from tf_rgbd.data.modalities import select_inputs
 from tf_rgbd.losses import recognition as recognition_losses
 from tf_rgbd.models import heads
 from tf_rgbd.models.recognizer import (STYLE_LABELS, SegmentationGuidedRecognizer,
-                                       build_inference_model, dataset_modalities,
-                                       recognizer_from_config, resolve_depth_key, select_inputs)
-from tf_rgbd.training import callbacks as callbacks_lib
-from tf_rgbd.training import checkpointing
+                                       recognizer_from_config)
 from tf_rgbd.training import strategy as strategy_lib
 
 
@@ -172,7 +159,7 @@ class RGBDRecognizerTrainer(keras.Model):
         return self._update_trackers(self.compute_branch_losses(data, training=False))
 
 
-def learning_rate_schedule(train_config: RecognizerTrainConfig, steps_per_epoch: int
+def learning_rate_schedule(train_config: SGDConfig, steps_per_epoch: int
                            ) -> keras.optimizers.schedules.LearningRateSchedule:
     """lr = learning_rate * lr_decay_factor ** (number of lr_decay_epochs passed), per step."""
     if steps_per_epoch < 1:
@@ -185,18 +172,23 @@ def learning_rate_schedule(train_config: RecognizerTrainConfig, steps_per_epoch:
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
-def build_optimizer(train_config: RecognizerTrainConfig, steps_per_epoch: int
-                    ) -> keras.optimizers.Optimizer:
-    """SGD with momentum, decoupled weight decay and the step learning-rate schedule."""
-    return keras.optimizers.SGD(learning_rate=learning_rate_schedule(train_config, steps_per_epoch),
-                                momentum=train_config.momentum,
-                                weight_decay=train_config.weight_decay or None)
+def build_optimizer(optimizer_config: SGDConfig, steps_per_epoch: int,
+                    loss_scaling: bool = False) -> keras.optimizers.Optimizer:
+    """SGD with momentum, decoupled weight decay and the step learning-rate schedule
+    (in a LossScaleOptimizer under mixed_float16)."""
+    optimizer = keras.optimizers.SGD(
+        learning_rate=learning_rate_schedule(optimizer_config, steps_per_epoch),
+        momentum=optimizer_config.momentum, weight_decay=optimizer_config.weight_decay or None)
+    if loss_scaling:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
 
 
 def build_trainer(model_config: RecognizerModelConfig, loss_config: RecognizerLossConfig,
-                  train_config: RecognizerTrainConfig, num_classes: int, steps_per_epoch: int,
+                  optimizer_config: SGDConfig, num_classes: int, steps_per_epoch: int,
                   depth_key: str = "depth",
-                  recognizer: Optional[SegmentationGuidedRecognizer] = None
+                  recognizer: Optional[SegmentationGuidedRecognizer] = None,
+                  jit_compile: bool = False, loss_scaling: bool = False
                   ) -> tuple[RGBDRecognizerTrainer, keras.optimizers.Optimizer]:
     """Builds recognizer, trainer and optimiser, all variables created (call inside the scope).
 
@@ -208,189 +200,7 @@ def build_trainer(model_config: RecognizerModelConfig, loss_config: RecognizerLo
     trainer = RGBDRecognizerTrainer(recognizer, loss_config, depth_key=depth_key,
                                     name="rgbd_recognizer_trainer")
     trainer.built = True
-    optimizer = build_optimizer(train_config, steps_per_epoch)
-    trainer.compile(optimizer=optimizer)
+    optimizer = build_optimizer(optimizer_config, steps_per_epoch, loss_scaling)
+    trainer.compile(optimizer=optimizer, jit_compile=jit_compile)
     strategy_lib.build_optimizers([(optimizer, recognizer.trainable_variables)])
     return trainer, optimizer
-
-
-def _save_keras_atomically(model: keras.Model, path: str) -> None:
-    # Keras insists on the .keras suffix, so the temporary name keeps it.
-    temp_path = os.path.join(os.path.dirname(path), f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    model.save(temp_path)
-    os.replace(temp_path, path)
-
-
-def _attention_grid_renderer(depth_key: str):
-    """TensorBoard image grid: faces and the SAM maps upsampled to the face size."""
-
-    def render(trainer: RGBDRecognizerTrainer, batch: Mapping) -> dict:
-        recognizer = trainer.recognizer
-        outputs = recognizer(select_inputs(batch, recognizer.modalities, depth_key),
-                             training=False)
-        size = batch["mask"].shape[1]
-        images = {key: tf.image.resize(value, [size, size], method="nearest")
-                  for key, value in outputs.items() if key.startswith("attention_")}
-        if "rgb" in batch:
-            images["rgb"] = (batch["rgb"] + 1.0) / 2.0
-        return images
-
-    return render
-
-
-def run_training(experiment: RecognizerExperimentConfig, verbose: Any = "auto") -> dict:
-    """Trains one recognizer run end to end (resumable) and returns its summary.
-
-    Writes into ``experiment.train.model_dir``: ``config.json`` (refuses a directory holding a
-    different config), ``checkpoints/`` (every ``checkpoint_every_steps`` and at the end; a
-    re-run resumes from the newest), ``logs/`` (TensorBoard scalars + attention image grids),
-    ``recognizer.keras`` (training model incl. classifiers), ``recognizer_inference.keras``
-    (export graph) and ``training_summary.json``. A NaN/inf loss stops the run, keeps the last
-    good checkpoint and raises ``callbacks.NonFiniteLossError``.
-    """
-    train = experiment.train
-    if not train.data_dir or not train.model_dir:
-        raise ValueError("run_training needs train.data_dir and train.model_dir")
-    manifest = pipeline.read_manifest(train.data_dir)
-    if train.split not in manifest["splits"]:
-        raise KeyError(f"{train.data_dir}: no split {train.split!r}; splits are "
-                       f"{sorted(manifest['splits'])}")
-    modalities = experiment.model.modalities
-    depth_key = (resolve_depth_key(manifest, train.split, train.depth_source)
-                 if "depth" in modalities else "depth")
-    example_count = manifest["splits"][train.split]["example_count"]
-    steps_per_epoch = train.steps_per_epoch or max(1, example_count // train.batch_size)
-    experiment = dataclasses.replace(experiment, num_classes=int(manifest["num_classes"]))
-
-    os.makedirs(train.model_dir, exist_ok=True)
-    config_path = os.path.join(train.model_dir, CONFIG_FILE)
-    if os.path.exists(config_path):
-        # Resuming: the model and the objective must match the checkpoints; the schedule may
-        # change (e.g. more epochs).
-        previous = config_lib.load_json(RecognizerExperimentConfig, config_path)
-        for part in ("model", "loss", "num_classes"):
-            before, now = getattr(previous, part), getattr(experiment, part)
-            if before != now:
-                raise ValueError(f"{config_path}: the run was started with {part} {before}, "
-                                 f"now {now}; resume with the same flags or use a fresh "
-                                 "--model_dir")
-        if previous.train != experiment.train:
-            logging.warning("resuming %s with a changed training config: %s", train.model_dir,
-                            {key: value for key, value in config_lib.to_dict(train).items()
-                             if config_lib.to_dict(previous.train)[key] != value})
-    config_lib.save_json(experiment, config_path)
-
-    keras.utils.set_random_seed(train.seed)
-    strategy = strategy_lib.build_strategy(train.strategy)
-    with strategy.scope():
-        trainer, optimizer = build_trainer(experiment.model, experiment.loss, train,
-                                           experiment.num_classes, steps_per_epoch, depth_key)
-    recognizer = trainer.recognizer
-    run_checkpoint = checkpointing.RunCheckpoint(train.model_dir, max_to_keep=train.max_to_keep,
-                                                 recognizer=recognizer, optimizer=optimizer)
-    start_step = run_checkpoint.restore_latest()
-    total_steps = train.epochs * steps_per_epoch
-    phases = callbacks_lib.resume_phases(start_step, total_steps, steps_per_epoch)
-    logging.info("recognizer %s (%s, %s): %d classes, %d steps/epoch x %d epochs, global batch "
-                 "%d on %d replica(s); resuming at step %d", experiment.variant,
-                 ",".join(modalities), ",".join(experiment.loss.losses), experiment.num_classes,
-                 steps_per_epoch, train.epochs, train.batch_size, strategy.num_replicas_in_sync,
-                 start_step)
-
-    needed = dataset_modalities(modalities, depth_key)
-
-    def dataset_fn(skip_steps: int) -> tf.data.Dataset:
-        dataset = pipeline.make_dataset(
-            train.data_dir, split=train.split, batch_size=train.batch_size,
-            image_size=experiment.model.image_size, modalities=needed, augment=train.augment,
-            shuffle=True, repeat=True, seed=train.seed, deterministic=True, drop_remainder=True)
-        # Under a strategy, Keras reduces the first batch before training, which fails on the
-        # pipeline's bool features (strategy.make_distributable casts/drops them).
-        return strategy_lib.make_distributable(dataset.skip(skip_steps))
-
-    log_dir = os.path.join(train.model_dir, "logs")
-    nan_guard = callbacks_lib.NanGuard(run_checkpoint)
-    callbacks = [nan_guard,
-                 callbacks_lib.CheckpointCallback(run_checkpoint, train.checkpoint_every_steps),
-                 keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)]
-    if recognizer.uses_mask:
-        preview = next(iter(pipeline.make_dataset(
-            train.data_dir, split=train.split, batch_size=4,
-            image_size=experiment.model.image_size, modalities=needed, deterministic=True)))
-        callbacks.append(callbacks_lib.TensorBoardImageGrid(
-            log_dir, preview, _attention_grid_renderer(depth_key), every_n_epochs=1))
-    started = time.time()
-    histories = callbacks_lib.fit_resumable(trainer, dataset_fn, phases, callbacks=callbacks,
-                                            verbose=verbose)
-    seconds = time.time() - started
-
-    _save_keras_atomically(recognizer, os.path.join(train.model_dir, RECOGNIZER_FILE))
-    _save_keras_atomically(build_inference_model(recognizer, experiment.model.image_size),
-                           os.path.join(train.model_dir, INFERENCE_FILE))
-    final_logs = {}
-    for history in histories:
-        for key, values in history.history.items():
-            if values:
-                final_logs[key] = float(values[-1])
-    summary = {"variant": experiment.variant, "start_step": start_step,
-               "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
-               "seconds": round(seconds, 1), "depth_input_key": depth_key,
-               "final_epoch_metrics": final_logs}
-    io_utils.atomic_write_json(os.path.join(train.model_dir, SUMMARY_FILE), summary)
-    accuracy = ", ".join(f"{key} {value:.3f}" for key, value in final_logs.items()
-                         if key.startswith("acc_"))
-    logging.info("trained %s: steps %d -> %d in %.0f s, loss %.4f, %s -> %s", experiment.variant,
-                 start_step, total_steps, seconds, final_logs.get("loss", float("nan")),
-                 accuracy, train.model_dir)
-    return summary
-
-
-def train_and_evaluate(experiments: Sequence[RecognizerExperimentConfig], evaluate: bool,
-                       eval_data_dir: Optional[str] = None, protocol: str = "lock3dface_style",
-                       eval_depth_sources: Sequence[str] = (), flip_test: bool = True,
-                       summary_dir: Optional[str] = None, verbose="auto") -> dict:
-    """Trains each experiment, evaluates it for every depth source, prints the combined tables.
-
-    The library side of ``training/train_recognizer.py --variants=... --evaluate`` (importable
-    without absl flags, e.g. by the demo).
-
-    Returns ``{"runs": {variant: {"training": summary, "evaluation": {source: metrics}}},
-    "table": text}``; with ``summary_dir`` also writes ``variants_summary.json`` there.
-    """
-    from tf_rgbd import eval as eval_lib  # evaluation needs the whole eval package
-    from tf_rgbd.eval import identification
-
-    runs, table_rows, subsets = {}, {}, None
-    for experiment in experiments:
-        training_summary = run_training(experiment, verbose=verbose)
-        run = {"training": training_summary, "evaluation": {}}
-        if evaluate:
-            sources = tuple(eval_depth_sources) or (experiment.train.depth_source,)
-            if "depth" not in experiment.model.modalities:
-                sources = sources[:1]  # depth source is irrelevant without a depth branch
-            for source in sources:
-                metrics = eval_lib.evaluate_recognizer(recognizer_config.RecognizerEvalConfig(
-                    data_dir=eval_data_dir or experiment.train.data_dir,
-                    model_dir=experiment.train.model_dir, protocol=protocol,
-                    depth_source=source, flip_test=flip_test))
-                run["evaluation"][source] = {key: value for key, value in metrics.items()
-                                             if key != "tables"}
-                print(metrics["tables"]["identification"])
-                print(metrics["tables"]["verification"])
-                subsets = subsets or list(metrics["num_probes"])
-                for method, values in metrics["identification"].items():
-                    label = eval_lib.METHOD_NAMES.get(method, method)
-                    with_depth = "depth" in experiment.model.modalities
-                    source_note = f", {source} depth" if with_depth else ""
-                    table_rows[f"{experiment.variant}: {label}{source_note}"] = {
-                        **{subset: entry["rank1"] for subset, entry in values["subsets"].items()},
-                        "average": values["average_rank1"]}
-        runs[experiment.variant] = run
-    table = (identification.format_identification_table(table_rows, subsets, "rank-1 %")
-             if table_rows else "")
-    if table:
-        print(table)
-    result = {"runs": runs, "table": table}
-    if summary_dir:
-        io_utils.atomic_write_json(os.path.join(summary_dir, "variants_summary.json"), result)
-    return result

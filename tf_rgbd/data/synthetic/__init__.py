@@ -7,12 +7,12 @@ Public API::
     for spec in plan_samples(config):
         example = render_sample(model, spec, config)      # schema.FaceExample
     examples = list(generate(config, num_workers=2))      # same, in plan order
-    write_preview_sheet(examples[:24], "/tmp/sheet.png")
+    preview.write_preview_sheet(examples[:24], "/tmp/sheet.png")   # tf_rgbd.data.preview
 
 Modules: ``config`` (SyntheticConfig, SampleSpec), ``plan`` (the deterministic sampling plan),
 ``parametric_head`` (the built-in license-clean head), ``face_model`` (FaceModel, 3DDFA
 loader), ``appearance`` (albedo, shading, backgrounds, degradations), ``occluders`` (glasses,
-hand, scarf, hair fringe), ``render`` (render_sample, generate, preview sheet).
+hand, scarf, hair fringe), ``render`` (render_sample, generate).
 """
 from tf_rgbd.data.synthetic.config import (
     DEGRADATIONS, EXPRESSION_TEMPLATES, EXPRESSIONS, OCCLUSIONS, SAMPLE_KINDS, LightingSpec,
@@ -21,13 +21,12 @@ from tf_rgbd.data.synthetic.face_model import LANDMARK_NAMES, FaceModel
 from tf_rgbd.data.synthetic.plan import (
     identity_attributes, identity_coefficients, identity_plan, plan_samples, sample_spec)
 from tf_rgbd.data.synthetic.render import (
-    RenderedSample, SyntheticRenderer, colorize_depth, generate, build_face_model,
-    render_sample, write_preview_sheet)
+    RenderedSample, SyntheticRenderer, build_face_model, generate, render_sample)
 
 __all__ = [
     "DEGRADATIONS", "EXPRESSION_TEMPLATES", "EXPRESSIONS", "OCCLUSIONS", "SAMPLE_KINDS",
     "LightingSpec", "SampleSpec", "SyntheticConfig", "subject_name", "LANDMARK_NAMES",
     "FaceModel", "identity_attributes", "identity_coefficients", "identity_plan",
-    "plan_samples", "sample_spec", "RenderedSample", "SyntheticRenderer", "colorize_depth",
-    "generate", "build_face_model", "render_sample", "write_preview_sheet",
+    "plan_samples", "sample_spec", "RenderedSample", "SyntheticRenderer",
+    "generate", "build_face_model", "render_sample",
 ]

@@ -1,0 +1,196 @@
+"""Training runs of the depth generators (DepthNet GAN and the cGAN baseline), through the one
+runner (:mod:`tf_rgbd.training.runner`). The library side of ``training/train_depthnet.py``::
+
+    result = train_depth_model(DepthTrainingConfig(model=DepthModelConfig(arch="depthnet"),
+                                                   run=RunConfig(data_dir=..., model_dir=...)))
+    result.outputs["generator"]          # <model_dir>/generator.keras
+
+Besides the runner's files, the run directory holds ``generator.keras`` (the trained
+generator, loadable with ``tf_rgbd.models.loading.load_depth_generator``).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Callable, Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+from tf_rgbd.config.depthnet import (DepthLossWeights, DepthModelConfig, DepthTrainingConfig,
+                                     OptimizerConfig)
+from tf_rgbd.data import pipeline
+from tf_rgbd.models import loading
+from tf_rgbd.models.depthnet import DepthNetGenerator
+from tf_rgbd.models.discriminators import PatchDiscriminator
+from tf_rgbd.training import callbacks as callbacks_lib
+from tf_rgbd.training import runner
+from tf_rgbd.training.cgan_trainer import build_cgan_trainer
+from tf_rgbd.training.checkpointing import CHECKPOINT_SUBDIR
+from tf_rgbd.training.depth_trainer import DepthTrainerBase
+from tf_rgbd.training.depthnet_gan import DepthNetGAN
+
+GENERATOR_FILE = "generator.keras"
+
+
+def make_optimizer(config: OptimizerConfig, loss_scaling: bool = False,
+                   name: str = "adam") -> keras.optimizers.Optimizer:
+    """Adam from ``config``; wrapped in a LossScaleOptimizer under mixed_float16."""
+    optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1,
+                                      beta_2=config.beta_2, name=name)
+    if loss_scaling:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name=f"{name}_loss_scale")
+    return optimizer
+
+
+def build_depth_trainer(model: DepthModelConfig, losses: DepthLossWeights = DepthLossWeights(),
+                        depth_range_mm: float = 200.0) -> DepthTrainerBase:
+    """The (uncompiled, unbuilt) trainer of ``model.arch``; create it inside the strategy scope."""
+    if model.arch == "cgan":
+        return build_cgan_trainer(model, losses, depth_range_mm)
+    generator = DepthNetGenerator(image_size=model.image_size, base_filters=model.base_filters,
+                                  max_filters=model.max_filters, norm=model.norm,
+                                  use_mask_branch=model.use_mask_branch, name="generator")
+
+    def discriminator(name: str) -> PatchDiscriminator:
+        return PatchDiscriminator(base_filters=model.discriminator_filters,
+                                  num_downsamples=model.discriminator_downsamples,
+                                  max_filters=model.max_filters, name=name)
+
+    return DepthNetGAN(generator, discriminator("rgb_discriminator"),
+                       discriminator("depth_discriminator"),
+                       discriminator("mask_discriminator") if model.use_mask_branch else None,
+                       loss_weights=losses,
+                       conditional_discriminators=model.conditional_discriminators,
+                       depth_range_mm=depth_range_mm, name="depthnet_gan")
+
+
+def initialize_from(trainer: DepthTrainerBase, path: str) -> str:
+    """Loads generator (and discriminator) weights for fine-tuning; optimisers stay fresh.
+
+    Args:
+      path: a ``.keras`` generator file, a run directory (its newest checkpoint, else its
+        ``generator.keras``) or a checkpoint prefix (``.../checkpoints/ckpt-123``).
+
+    Returns:
+      What was loaded (for the log).
+    """
+    if os.path.isdir(path):
+        latest = tf.train.latest_checkpoint(os.path.join(path, CHECKPOINT_SUBDIR))
+        if latest is None and os.path.exists(os.path.join(path, GENERATOR_FILE)):
+            return initialize_from(trainer, os.path.join(path, GENERATOR_FILE))
+        if latest is None:
+            raise FileNotFoundError(f"--init_from={path}: no {CHECKPOINT_SUBDIR}/ and no "
+                                    f"{GENERATOR_FILE} in that directory")
+        path = latest
+    if path.endswith(".keras"):
+        source = loading.load_depth_generator(path)
+        if source.get_config().get("image_size") != trainer.generator.get_config().get(
+                "image_size"):
+            logging.warning("init_from %s: image_size differs from this run's", path)
+        try:
+            trainer.generator.set_weights(source.get_weights())
+        except ValueError as error:
+            raise ValueError(f"--init_from={path}: its generator does not match this run's "
+                             f"architecture ({error}); use the same widths / arch flags"
+                             ) from error
+        return f"generator weights from {path}"
+    models = {name: value for name, value in trainer.checkpoint_trackables().items()
+              if "optimizer" not in name}
+    status = tf.train.Checkpoint(**models).restore(path)
+    status.expect_partial()
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as error:
+        raise ValueError(f"--init_from={path}: checkpoint does not match this run's models "
+                         f"({error})") from error
+    return f"models from checkpoint {path}"
+
+
+class DepthTrainingTask(runner.TrainingTask):
+    """The depth GANs (``config.model.arch``: depthnet | cgan) as a runner task."""
+
+    resume_invariant = ("model", "losses")
+
+    def __init__(self, config: DepthTrainingConfig):
+        self.config = config
+        self.name = config.model.arch
+
+    def build(self, context: runner.RunContext) -> runner.BuiltTrainer:
+        config = self.config
+        trainer = build_depth_trainer(config.model, config.losses, config.run.depth_range_mm)
+        trainer.compile(make_optimizer(config.optimizer, context.loss_scaling, "generator_adam"),
+                        make_optimizer(config.optimizer, context.loss_scaling,
+                                       "discriminator_adam"),
+                        jit_compile=config.run.jit_compile)
+        trainer.build_for_training(config.model.image_size)
+        return runner.BuiltTrainer(trainer, trainer.checkpoint_trackables())
+
+    def train_dataset(self, context: runner.RunContext, skip_examples: int) -> tf.data.Dataset:
+        run = self.config.run
+        return pipeline.make_dataset(
+            run.data_dir, run.train_split, batch_size=run.batch_size,
+            image_size=self.config.model.image_size, augment=run.augment, shuffle=True,
+            repeat=True, seed=run.seed, deterministic=True, drop_remainder=True,
+            depth_range_mm=run.depth_range_mm, skip_examples=skip_examples)
+
+    def validation_dataset(self, context: runner.RunContext
+                           ) -> Optional[Callable[[], tf.data.Dataset]]:
+        run = self.config.run
+        if not run.val_split:
+            return None
+        splits = context.manifest["splits"]
+        if run.val_split not in splits:
+            raise KeyError(f"{run.data_dir}: no validation split {run.val_split!r}; it has "
+                           f"{sorted(splits)} (--val_split='' disables validation)")
+        drop_remainder = context.replicas > 1
+        examples = splits[run.val_split]["example_count"]
+        batches = (examples // run.batch_size if drop_remainder
+                   else math.ceil(examples / run.batch_size))
+        if batches == 0:
+            raise ValueError(f"validation split {run.val_split!r} has {examples} examples, "
+                             f"fewer than one batch of {run.batch_size} per step under "
+                             f"{context.replicas} replicas; lower --batch_size or pass "
+                             "--val_split=''")
+
+        def validation() -> tf.data.Dataset:
+            dataset = pipeline.make_dataset(
+                run.data_dir, run.val_split, batch_size=run.batch_size,
+                image_size=self.config.model.image_size, deterministic=True,
+                drop_remainder=drop_remainder, depth_range_mm=run.depth_range_mm)
+            # A known length spares Keras' "input ran out of data" warning every epoch.
+            return dataset.apply(tf.data.experimental.assert_cardinality(batches))
+
+        return validation
+
+    def callbacks(self, context: runner.RunContext, built: runner.BuiltTrainer,
+                  log_dir: str) -> list[keras.callbacks.Callback]:
+        validation = self.validation_dataset(context)
+        if validation is None:
+            return []
+        return [callbacks_lib.TensorBoardImageGrid(
+            log_dir, next(iter(validation())),
+            lambda model, batch: model.render_image_grid(batch),
+            every_n_epochs=self.config.run.image_grid_every_epochs)]
+
+    def initialize_from(self, built: runner.BuiltTrainer, path: str) -> str:
+        return initialize_from(built.trainer, path)
+
+    def save_outputs(self, built: runner.BuiltTrainer, context: runner.RunContext
+                     ) -> dict[str, str]:
+        path = os.path.join(self.config.run.model_dir, GENERATOR_FILE)
+        return {"generator": loading.save_keras_model(built.trainer.generator, path)}
+
+
+def train_depth_model(config: DepthTrainingConfig,
+                      strategy: Optional[tf.distribute.Strategy] = None,
+                      extra_callbacks: Sequence[keras.callbacks.Callback] = ()
+                      ) -> runner.RunResult:
+    """Trains (or resumes) a depth model as described by ``config`` (see the module docstring).
+
+    Raises:
+      callbacks.NonFiniteLossError: a loss became NaN/inf (``nan_report.json`` written, last
+        good checkpoint kept).
+    """
+    return runner.run(config, DepthTrainingTask(config), extra_callbacks, strategy)

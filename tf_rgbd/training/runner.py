@@ -1,0 +1,284 @@
+"""The one training loop every trainer runs through: checks, schedule, config, precision,
+strategy, checkpoints, NaN guard, TensorBoard, resumable ``fit``, atomic outputs, summary.
+
+A trainer family describes only what differs (a :class:`TrainingTask`: how to build the
+``keras.Model`` with its custom ``train_step``, its datasets, its outputs); :func:`run` does the
+rest, the same way for the DepthNet GAN, the cGAN baseline, the recognizer and the related
+methods::
+
+    result = runner.run(config, DepthTrainingTask(config))
+
+Run directory (``config.run.model_dir``)::
+
+    config.json            the whole config; a re-run with changed model/loss parts is refused
+    checkpoints/ckpt-N     models + optimisers + global step (exact resume, newest first)
+    logs/                  TensorBoard scalars (+ image grids)
+    nan_report.json        only when a loss became NaN/inf (the run stops, exit status 1)
+    training_summary.json  steps, time, final metrics, output files
+    <outputs>              e.g. generator.keras, recognizer.keras (written atomically)
+
+Resuming: a re-run of the same command restores the newest checkpoint and continues at its
+step; the input pipeline skips the consumed records before decoding them
+(``make_dataset(skip_examples=...)``), with the same augmentation seeds, so the resumed run sees
+exactly the batches the uninterrupted one would have.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+import logging
+import os
+import time
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+from tf_rgbd import config as config_lib
+from tf_rgbd import io_utils
+from tf_rgbd.config.run import RunConfig
+from tf_rgbd.data import pipeline
+from tf_rgbd.training import callbacks as callbacks_lib
+from tf_rgbd.training import strategy as strategy_lib
+from tf_rgbd.training.checkpointing import RunCheckpoint
+
+CONFIG_FILE = "config.json"
+SUMMARY_FILE = "training_summary.json"
+LOG_SUBDIR = "logs"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """What a task needs to know about the run it is part of.
+
+    Attributes:
+      config: the experiment config (after :meth:`TrainingTask.prepare_config`).
+      run: ``config.run``.
+      strategy: the distribution strategy (build models inside ``strategy.scope()``).
+      manifest: the training dataset's manifest.
+      steps_per_epoch: optimiser steps per epoch.
+      total_steps: optimiser steps of the whole run.
+      loss_scaling: the policy is mixed_float16 (optimisers need a LossScaleOptimizer).
+    """
+
+    config: Any
+    run: RunConfig
+    strategy: tf.distribute.Strategy
+    manifest: Mapping[str, Any]
+    steps_per_epoch: int
+    total_steps: int
+    loss_scaling: bool
+
+    @property
+    def replicas(self) -> int:
+        return self.strategy.num_replicas_in_sync
+
+
+@dataclasses.dataclass
+class BuiltTrainer:
+    """A compiled trainer with every variable created, and what its checkpoints hold."""
+
+    trainer: keras.Model
+    trackables: dict[str, Any]
+
+
+class TrainingTask(abc.ABC):
+    """What one trainer family defines; :func:`run` calls these in order.
+
+    Attributes:
+      name: short name for logs and the summary.
+      resume_invariant: config parts (attribute names) that must equal those saved in the run
+        directory to resume (the model and the objective); other parts may change.
+    """
+
+    name = "training"
+    resume_invariant: tuple[str, ...] = ()
+
+    def prepare_config(self, config: Any, manifest: Mapping[str, Any]) -> Any:
+        """The config completed from the dataset (e.g. the number of classes); default as is."""
+        del manifest
+        return config
+
+    @abc.abstractmethod
+    def build(self, context: RunContext) -> BuiltTrainer:
+        """Builds and compiles the trainer and its optimisers (called inside the scope)."""
+
+    @abc.abstractmethod
+    def train_dataset(self, context: RunContext, skip_examples: int) -> tf.data.Dataset:
+        """The infinite, deterministic training dataset positioned after ``skip_examples``."""
+
+    def validation_dataset(self, context: RunContext) -> Optional[Callable[[], tf.data.Dataset]]:
+        """A factory of the validation dataset, or None."""
+        del context
+        return None
+
+    def callbacks(self, context: RunContext, built: BuiltTrainer,
+                  log_dir: str) -> list[keras.callbacks.Callback]:
+        """Extra callbacks (e.g. TensorBoard image grids)."""
+        del context, built, log_dir
+        return []
+
+    def initialize_from(self, built: BuiltTrainer, path: str) -> str:
+        """Loads weights to fine-tune from (``run.init_from``); returns what was loaded."""
+        raise ValueError(f"{self.name}: --init_from is not supported by this trainer ({path})")
+
+    @abc.abstractmethod
+    def save_outputs(self, built: BuiltTrainer, context: RunContext) -> dict[str, str]:
+        """Writes the trained models (atomically); returns ``{name: path}``."""
+
+    def summary_extra(self, context: RunContext) -> dict[str, Any]:
+        """Task facts added to ``training_summary.json``."""
+        del context
+        return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What a run produced (also written as ``training_summary.json``)."""
+
+    model_dir: str
+    config: Any
+    start_step: int
+    final_step: int
+    steps_per_epoch: int
+    seconds: float
+    history: dict
+    outputs: dict
+    summary: dict
+
+    @property
+    def steps_per_second(self) -> float:
+        return (self.final_step - self.start_step) / max(self.seconds, 1e-9)
+
+
+def schedule(run: RunConfig, example_count: int) -> tuple[int, int]:
+    """``(steps_per_epoch, total_steps)`` of a run over a split of ``example_count`` examples."""
+    steps_per_epoch = run.steps_per_epoch or max(1, example_count // run.batch_size)
+    total_steps = run.steps or run.epochs * steps_per_epoch
+    return min(steps_per_epoch, total_steps), total_steps
+
+
+def set_precision_policy(policy: str) -> bool:
+    """Sets the Keras dtype policy; returns True when float16 loss scaling is needed."""
+    keras.mixed_precision.set_global_policy(policy)
+    return policy == "mixed_float16"
+
+
+def check_resumable(config_path: str, config: Any, invariant: Sequence[str]) -> None:
+    """Refuses to resume a run directory whose saved config differs in an invariant part."""
+    if not os.path.exists(config_path):
+        return
+    try:
+        previous = config_lib.load_json(type(config), config_path)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{config_path} is not a {type(config).__name__} of this version "
+                         f"({error}); use a fresh --model_dir") from error
+    for part in invariant:
+        before, now = getattr(previous, part), getattr(config, part)
+        if before != now:
+            raise ValueError(f"{config_path}: the run was started with {part} {before}, now "
+                             f"{now}; resume with the same flags (or --config_file={config_path})"
+                             " or use a fresh --model_dir")
+    changed = {key: value for key, value in config_lib.to_dict(config).items()
+               if config_lib.to_dict(previous).get(key) != value}
+    if changed:
+        logging.warning("resuming %s with a changed config: %s", os.path.dirname(config_path),
+                        changed)
+
+
+def merge_histories(histories: Sequence[keras.callbacks.History]) -> dict[str, list[float]]:
+    merged: dict[str, list] = {}
+    for history in histories:
+        for key, values in history.history.items():
+            merged.setdefault(key, []).extend(float(value) for value in values)
+    return merged
+
+
+def run(config: Any, task: TrainingTask,
+        extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+        strategy: Optional[tf.distribute.Strategy] = None) -> RunResult:
+    """Trains (or resumes) one run of ``task`` as ``config`` (which has a ``run`` RunConfig).
+
+    Raises:
+      ValueError / KeyError: missing directories, unknown splits, an incompatible run directory.
+      callbacks.NonFiniteLossError: a loss became NaN/inf (last good checkpoint kept).
+    """
+    run_config: RunConfig = config.run
+    if not run_config.data_dir or not run_config.model_dir:
+        raise ValueError(f"{task.name}: run.data_dir and run.model_dir are required "
+                         "(--data_dir, --model_dir)")
+    manifest = pipeline.read_manifest(run_config.data_dir)
+    if run_config.train_split not in manifest["splits"]:
+        raise KeyError(f"{run_config.data_dir}: no split {run_config.train_split!r}; splits are "
+                       f"{sorted(manifest['splits'])} (--train_split)")
+    config = task.prepare_config(config, manifest)
+    example_count = manifest["splits"][run_config.train_split]["example_count"]
+    steps_per_epoch, total_steps = schedule(run_config, example_count)
+
+    model_dir = run_config.model_dir
+    os.makedirs(model_dir, exist_ok=True)
+    config_path = os.path.join(model_dir, CONFIG_FILE)
+    check_resumable(config_path, config, task.resume_invariant)
+    config_lib.save_json(config, config_path)
+
+    previous_policy = keras.mixed_precision.global_policy().name
+    keras.utils.set_random_seed(run_config.seed)
+    try:
+        loss_scaling = set_precision_policy(run_config.mixed_precision)
+        strategy = strategy or strategy_lib.build_strategy(run_config.strategy,
+                                                           run_config.num_logical_cpus or None)
+        context = RunContext(config, run_config, strategy, manifest, steps_per_epoch,
+                             total_steps, loss_scaling)
+        with strategy.scope():
+            built = task.build(context)
+            checkpoint = RunCheckpoint(model_dir, max_to_keep=run_config.max_to_keep,
+                                       **built.trackables)
+            start_step = checkpoint.restore_latest()
+        if start_step:
+            logging.info("%s: resuming %s at step %d of %d", task.name, model_dir, start_step,
+                         total_steps)
+        elif run_config.init_from:
+            logging.info("%s: fine-tuning from %s", task.name,
+                         task.initialize_from(built, run_config.init_from))
+        logging.info("%s: %d steps/epoch, %d steps, global batch %d on %d replica(s), %s",
+                     task.name, steps_per_epoch, total_steps, run_config.batch_size,
+                     context.replicas, run_config.mixed_precision)
+
+        log_dir = os.path.join(model_dir, LOG_SUBDIR)
+        callbacks: list[keras.callbacks.Callback] = [
+            callbacks_lib.NanGuard(checkpoint),
+            callbacks_lib.CheckpointCallback(checkpoint, run_config.checkpoint_every_steps),
+            keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False),
+            *task.callbacks(context, built, log_dir), *extra_callbacks]
+
+        def dataset_fn(skip_steps: int) -> tf.data.Dataset:
+            dataset = task.train_dataset(context, skip_steps * run_config.batch_size)
+            return strategy_lib.make_distributable(dataset)
+
+        validation = task.validation_dataset(context)
+        validation_fn = None if validation is None else (
+            lambda: strategy_lib.make_distributable(validation()))
+
+        phases = callbacks_lib.resume_phases(start_step, total_steps, steps_per_epoch)
+        started = time.time()
+        histories = callbacks_lib.fit_resumable(built.trainer, dataset_fn, phases, callbacks,
+                                                validation_fn, verbose=run_config.keras_verbose)
+        seconds = time.time() - started
+        outputs = task.save_outputs(built, context)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+    history = merge_histories(histories)
+    final = {key: values[-1] for key, values in history.items() if values}
+    summary = {"task": task.name, "start_step": start_step, "total_steps": total_steps,
+               "steps_per_epoch": steps_per_epoch, "seconds": round(seconds, 1),
+               "replicas": context.replicas, "mixed_precision": run_config.mixed_precision,
+               "final_epoch_metrics": final, "outputs": outputs, **task.summary_extra(context)}
+    io_utils.atomic_write_json(os.path.join(model_dir, SUMMARY_FILE), summary)
+    result = RunResult(model_dir, config, start_step, total_steps, steps_per_epoch, seconds,
+                       history, outputs, summary)
+    logging.info("%s: steps %d -> %d in %.1f s (%.2f steps/s); final %s -> %s", task.name,
+                 start_step, total_steps, seconds, result.steps_per_second,
+                 ", ".join(f"{key}={value:.4g}" for key, value in sorted(final.items())),
+                 model_dir)
+    return result
