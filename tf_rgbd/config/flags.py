@@ -118,8 +118,7 @@ def leaf_fields(config: Any, prefix: tuple[str, ...] = ()) -> dict[str, LeafFiel
         if field.name in leaves:
             raise ValueError(f"{type(config).__name__}: flag name {field.name!r} appears twice "
                              "in the nested config; rename one of the fields")
-        help_text = (field.metadata.get("help") or helps.get(field.name)
-                     or f"{type(config).__name__}.{field.name}")
+        help_text = field.metadata.get("help") or helps.get(field.name) or ""
         choices = field.metadata.get("choices")
         leaves[field.name] = LeafField(field.name, prefix + (field.name,), field_type, value,
                                        help_text, tuple(choices) if choices else None)
@@ -171,7 +170,8 @@ def define_config_flags(default_config: Any, flag_values: flags.FlagValues = fla
                          f"{type(default_config).__name__}")
     for name, leaf in leaves.items():
         base, optional = _base_type(leaf.type)
-        help_text = leaf.help + (" (required)" if name in required else "")
+        help_text = (leaf.help or f"{name} (undocumented)") + (
+            " (required)" if name in required else "")
         default = leaf.default
         if _is_tuple(base):
             flags.DEFINE_list(name, None if default is None else [str(v) for v in default],

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
+import keras
 import tensorflow as tf
 
 CHECKPOINT_SUBDIR = "checkpoints"
@@ -28,6 +29,21 @@ CHECKPOINT_SUBDIR = "checkpoints"
 
 class SavingBlockedError(RuntimeError):
     """``save`` was called after the run was marked unsafe to save (e.g. by the NaN guard)."""
+
+
+def random_seed_states(trackables) -> list:
+    """The state variables of every Keras ``SeedGenerator`` (e.g. of Dropout layers) reachable
+    from the given models/layers, in a stable order, without duplicates."""
+    states, seen = [], set()
+    for trackable in trackables:
+        if not isinstance(trackable, keras.layers.Layer):
+            continue
+        for layer in trackable._flatten_layers(include_self=True, recursive=True):
+            for variable in layer.non_trainable_variables:
+                if variable.path.endswith("seed_generator_state") and id(variable) not in seen:
+                    seen.add(id(variable))
+                    states.append(variable)
+    return states
 
 
 class RunCheckpoint:
@@ -57,6 +73,11 @@ class RunCheckpoint:
         with tf.init_scope():
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         self.trackable_names = tuple(sorted(trackables))
+        seed_states = random_seed_states(trackables.values())
+        if seed_states:
+            # Dropout's random state: without it a resumed run draws other masks than the
+            # uninterrupted one (Keras' SeedGenerators are not checkpoint-tracked by default).
+            trackables = {**trackables, "random_seed_states": seed_states}
         self.checkpoint = tf.train.Checkpoint(step=self.step, **trackables)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory,
                                                   max_to_keep=max_to_keep)

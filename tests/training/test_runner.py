@@ -1,0 +1,159 @@
+"""The one training runner: resume without re-decoding, exact recognizer resume, precision and
+XLA paths, schedule arithmetic, refusing an incompatible run directory."""
+import dataclasses
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.training.depth_test_utils import tiny_model_config, write_tiny_dataset
+from tf_rgbd.config.depthnet import DepthTrainingConfig
+from tf_rgbd.config.recognizer import (RecognizerExperimentConfig, RecognizerLossConfig,
+                                       RecognizerModelConfig, SGDConfig)
+from tf_rgbd.config.run import RunConfig
+from tf_rgbd.data import pipeline
+from tf_rgbd.training import depth_training, recognizer_training, runner
+from tf_rgbd.training.checkpointing import CHECKPOINT_SUBDIR
+
+SIZE = 16
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_tiny_dataset(str(tmp_path_factory.mktemp("data")), size=SIZE, train=12, test=4)
+
+
+def _count_decodes(monkeypatch):
+    """Wraps the pipeline's record decoder so every decoded record increments a counter."""
+    calls = {"count": 0}
+    original = pipeline._decode_record
+
+    def bump():
+        calls["count"] += 1
+        return np.int64(0)
+
+    def counting(shard, index, serialized, *args):
+        counted = tf.py_function(bump, [], tf.int64)
+        with tf.control_dependencies([counted]):
+            return original(shard, tf.identity(index), serialized, *args)
+
+    monkeypatch.setattr(pipeline, "_decode_record", counting)
+    return calls
+
+
+def test_resumed_dataset_skips_records_before_decoding_and_keeps_the_augmentation(
+        data_dir, monkeypatch):
+    """A run resumed at step N must not decode the N * batch records it skips, and must see
+    exactly the batch (same records, same augmentation) the uninterrupted run saw."""
+    options = dict(batch_size=4, image_size=SIZE, augment=True, shuffle=True, repeat=True,
+                   seed=5, deterministic=True, drop_remainder=True)
+    skip_batches = 25                      # 100 records: 8 passes over the 12 training records
+    uninterrupted = pipeline.make_dataset(data_dir, "train", **options)
+    expected = list(uninterrupted.take(skip_batches + 1).as_numpy_iterator())[-1]
+
+    calls = _count_decodes(monkeypatch)
+    resumed = pipeline.make_dataset(data_dir, "train", skip_examples=skip_batches * 4, **options)
+    iterator = iter(resumed)
+    first = {key: value.numpy() for key, value in next(iterator).items()}
+    del iterator
+    # Parallel map + prefetch may decode a few batches ahead, never the 100 skipped records.
+    assert 4 <= calls["count"] <= 40, calls
+    for key in ("rgb", "depth", "mask", "label", "landmarks5"):
+        np.testing.assert_array_equal(first[key], expected[key], err_msg=key)
+
+
+def _recognizer_experiment(data_dir, model_dir, **run):
+    values = dict(data_dir=data_dir, model_dir=model_dir, batch_size=4, epochs=2,
+                  steps_per_epoch=3, checkpoint_every_steps=2, augment=True, seed=3,
+                  verbose="0")
+    values.update(run)
+    return RecognizerExperimentConfig(
+        model=RecognizerModelConfig(backbone="tiny", image_size=SIZE, embedding_dim=8,
+                                    dropout_rate=0.4),
+        loss=RecognizerLossConfig(), optimizer=SGDConfig(learning_rate=0.05,
+                                                         lr_decay_epochs=(1,)),
+        run=RunConfig(**values), variant="full")
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _InterruptAtStep(keras.callbacks.Callback):
+    """Stops the process's training with an exception after ``step`` steps (as a kill would,
+    after the step's checkpoint was written)."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step, self.seen = step, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.step:
+            raise _Interrupt()
+
+
+def _checkpoint_values(model_dir):
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(
+        os.path.join(model_dir, CHECKPOINT_SUBDIR)))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if not name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")}
+
+
+def test_interrupted_and_resumed_recognizer_run_equals_the_uninterrupted_one(data_dir, tmp_path):
+    straight = _recognizer_experiment(data_dir, str(tmp_path / "straight"))
+    runner.run(straight, recognizer_training.RecognizerTrainingTask(straight))
+
+    interrupted = _recognizer_experiment(data_dir, str(tmp_path / "interrupted"))
+    with pytest.raises(_Interrupt):
+        runner.run(interrupted, recognizer_training.RecognizerTrainingTask(interrupted),
+                   extra_callbacks=[_InterruptAtStep(4)])
+    summary = recognizer_training.run_training(interrupted)
+    assert (summary["start_step"], summary["total_steps"]) == (4, 6)
+
+    want, got = _checkpoint_values(straight.run.model_dir), _checkpoint_values(
+        interrupted.run.model_dir)
+    assert set(want) == set(got)
+    # The optimiser's iteration count and momentum slots are part of what must be equal.
+    optimizer_state = [name for name in want if name.startswith("optimizer/_variables/")]
+    assert len(optimizer_state) > 10 and "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE" in want
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def _depth_config(data_dir, model_dir, **run):
+    values = dict(data_dir=data_dir, model_dir=model_dir, batch_size=4, steps=2,
+                  steps_per_epoch=2, val_split="", checkpoint_every_steps=2, verbose="0")
+    values.update(run)
+    return DepthTrainingConfig(
+        model=tiny_model_config(image_size=SIZE, base_filters=4, max_filters=8,
+                                discriminator_filters=4, discriminator_downsamples=1),
+        run=RunConfig(**values))
+
+
+@pytest.mark.parametrize("run", [dict(mixed_precision="mixed_bfloat16"),
+                                 dict(jit_compile=True)], ids=["mixed_bfloat16", "xla"])
+def test_depth_run_under_mixed_precision_and_xla(data_dir, tmp_path, run):
+    before = keras.mixed_precision.global_policy().name
+    result = depth_training.train_depth_model(_depth_config(data_dir, str(tmp_path / "run"),
+                                                            **run))
+    assert np.isfinite(result.history["g_loss"]).all()
+    assert result.summary["mixed_precision"] == run.get("mixed_precision", "float32")
+    # The run leaves no global state behind.
+    assert keras.mixed_precision.global_policy().name == before
+
+
+def test_schedule_and_refusing_a_changed_model(data_dir, tmp_path):
+    assert runner.schedule(RunConfig(batch_size=4, epochs=3), example_count=10) == (2, 6)
+    assert runner.schedule(RunConfig(batch_size=4, steps=5, steps_per_epoch=8), 10) == (5, 5)
+    config = _depth_config(data_dir, str(tmp_path / "run"))
+    depth_training.train_depth_model(config)
+    changed = dataclasses.replace(config, model=dataclasses.replace(config.model,
+                                                                    base_filters=8))
+    with pytest.raises(ValueError, match="started with model"):
+        depth_training.train_depth_model(changed)
+    with pytest.raises(KeyError, match="no split 'nope'"):
+        depth_training.train_depth_model(dataclasses.replace(
+            config, run=dataclasses.replace(config.run, train_split="nope")))
