@@ -231,11 +231,6 @@ def test_read_wrl_values():
     _check_wrl(wrl.read_wrl(fixture("bu3dfe/F0001_NE00WH_F3D.wrl")))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "read_wrl looks for the first 'Coordinate { point [' anywhere, and that pattern also "
-    "matches inside 'TextureCoordinate { point ['; VRML97 lets IndexedFaceSet fields come in "
-    "any order, so a file with texCoord before coord is read with its texture coordinates as "
-    "vertices (here: MalformedFileError '10 coordinate values, not a multiple of 3')."))
 def test_read_wrl_fields_in_any_order():
     _check_wrl(wrl.read_wrl(fixture("bu3dfe/texcoord_before_coord.wrl")))
 

@@ -103,7 +103,8 @@ def read_wrl(path: str) -> WrlMesh:
     if not text.lstrip().startswith("#VRML"):
         raise MalformedFileError(REASON, f"{path}: no '#VRML' header (not a VRML file)")
     text = re.sub(r"#[^\n]*", " ", text)  # comments (after the header check)
-    coord_body = _bracket_body(text, r"Coordinate\s*\{\s*point")
+    # Not the "Coordinate" inside "TextureCoordinate": VRML97 fields may come in any order.
+    coord_body = _bracket_body(text, r"(?<!Texture)Coordinate\s*\{\s*point")
     if coord_body is None:
         raise MalformedFileError(REASON, f"{path}: no 'Coordinate {{ point [...] }}' node")
     index_body = _bracket_body(text, r"\bcoordIndex")
