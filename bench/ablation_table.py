@@ -20,7 +20,7 @@ import time
 
 from absl import flags
 
-from tf_rgbd import cli, io_utils
+from tf_rgbd import benchmarks, cli, io_utils
 from tf_rgbd.config import recognizer as recognizer_config
 from tf_rgbd.config.recognizer import (RecognizerEvalConfig, RecognizerExperimentConfig,
                                        RecognizerLossConfig, RecognizerModelConfig, SGDConfig)
@@ -163,8 +163,7 @@ def main(argv) -> None:
                   "steps_per_epoch", "learning_rate", "margin_s", "margin_m2",
                   "sam_normalization", "attention_mode", "seed")}}
     io_utils.atomic_write_json(os.path.join(FLAGS.output_dir, "ablation.json"), report)
-    io_utils.atomic_write_json(os.path.join(os.path.dirname(__file__), "results",
-                                            "ablation_table.json"), report)
+    print(f"wrote {benchmarks.write_results(__file__, 'ablation_table', report)}")
     logging.info("ablation finished in %.0f s -> %s", seconds,
                  os.path.join(FLAGS.output_dir, "ablation.json"))
 

@@ -17,7 +17,7 @@ from typing import Optional
 
 from absl import flags
 
-from tf_rgbd import cli
+from tf_rgbd import benchmarks, cli
 
 FLAGS = flags.FLAGS
 
@@ -127,8 +127,7 @@ def main(argv) -> Optional[int]:
               "learning_rate": FLAGS.learning_rate, "augment": FLAGS.augment,
               "train_seconds": seconds, "metrics": results}
     io_utils.atomic_write_json(output, report)
-    io_utils.atomic_write_json(os.path.join(os.path.dirname(__file__), "results",
-                                            "depth_table.json"), report)
+    print(f"wrote {benchmarks.write_results(__file__, 'depth_table', report)}")
     print(f"\nDepth estimation on {data_dir} (test split, "
           f"{next(iter(results.values()))['num_images']} images; {FLAGS.steps} steps x batch "
           f"{FLAGS.batch_size} per method, base width {FLAGS.base_filters}, "

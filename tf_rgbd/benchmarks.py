@@ -16,6 +16,8 @@ from typing import Any, Mapping
 from tf_rgbd import io_utils
 
 RESULTS_SUBDIR = "results"
+# Tests point benchmarks elsewhere so tiny runs never overwrite measured results.
+RESULTS_DIR_VARIABLE = "TF_RGBD_BENCH_RESULTS_DIR"
 
 
 def machine_facts() -> dict[str, Any]:
@@ -34,9 +36,10 @@ def machine_facts() -> dict[str, Any]:
 
 def write_results(program_file: str, name: str, payload: Mapping[str, Any]) -> str:
     """Writes ``payload`` (+ machine facts, time and command) next to the benchmark program as
-    ``results/<name>.json``; returns the path."""
-    path = os.path.join(os.path.dirname(os.path.abspath(program_file)), RESULTS_SUBDIR,
-                        f"{name}.json")
+    ``results/<name>.json`` (or into ``$TF_RGBD_BENCH_RESULTS_DIR``); returns the path."""
+    folder = os.environ.get(RESULTS_DIR_VARIABLE) or os.path.join(
+        os.path.dirname(os.path.abspath(program_file)), RESULTS_SUBDIR)
+    path = os.path.join(folder, f"{name}.json")
     io_utils.atomic_write_json(path, {
         "benchmark": name, "command": " ".join(["python -m", f"bench.{name}", *sys.argv[1:]]),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine_facts(),

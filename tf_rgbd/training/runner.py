@@ -221,12 +221,14 @@ def run(config: Any, task: TrainingTask,
     check_resumable(config_path, config, task.resume_invariant)
     config_lib.save_json(config, config_path)
 
+    # The strategy first: splitting the CPU into logical devices (--num_logical_cpus) is only
+    # possible before TensorFlow initialises its devices (any op, seeding included).
+    strategy = strategy or strategy_lib.build_strategy(run_config.strategy,
+                                                       run_config.num_logical_cpus or None)
     previous_policy = keras.mixed_precision.global_policy().name
     keras.utils.set_random_seed(run_config.seed)
     try:
         loss_scaling = set_precision_policy(run_config.mixed_precision)
-        strategy = strategy or strategy_lib.build_strategy(run_config.strategy,
-                                                           run_config.num_logical_cpus or None)
         context = RunContext(config, run_config, strategy, manifest, steps_per_epoch,
                              total_steps, loss_scaling)
         with strategy.scope():

@@ -27,19 +27,24 @@ from typing import Optional, Sequence
 import keras
 import tensorflow as tf
 
-STRATEGY_NAMES = ("default", "mirrored", "multi_worker")
+from tf_rgbd.config.run import STRATEGY_NAMES  # noqa: F401  (re-exported)
 
 
 def _configure_logical_cpus(count: int) -> None:
-    """Splits the first physical CPU into ``count`` logical devices (before TF initialises)."""
+    """Splits the first physical CPU into ``count`` logical devices (before TF initialises).
+
+    Listing logical devices initialises TensorFlow's devices, so the split is tried first; when
+    TensorFlow is already initialised with ``count`` logical CPUs (e.g. a second run in the same
+    process) that is fine.
+    """
     cpus = tf.config.list_physical_devices("CPU")
-    logical = tf.config.list_logical_devices("CPU")
-    if len(logical) == count:
-        return
     try:
         tf.config.set_logical_device_configuration(
             cpus[0], [tf.config.LogicalDeviceConfiguration()] * count)
     except RuntimeError as error:
+        logical = tf.config.list_logical_devices("CPU")
+        if len(logical) == count:
+            return
         raise RuntimeError(
             f"cannot split the CPU into {count} logical devices: TensorFlow is already "
             f"initialised with {len(logical)} logical CPU(s). Call build_strategy(..., "
@@ -68,8 +73,10 @@ def build_strategy(name: str = "default",
         return tf.distribute.get_strategy()
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
-    gpus = tf.config.list_logical_devices("GPU")
-    if gpus:
+    # Physical devices first: listing logical ones initialises TensorFlow, after which the CPU
+    # can no longer be split (--num_logical_cpus).
+    if tf.config.list_physical_devices("GPU"):
+        gpus = tf.config.list_logical_devices("GPU")
         return tf.distribute.MirroredStrategy([device.name for device in gpus])
     if num_logical_cpus is not None:
         _configure_logical_cpus(num_logical_cpus)
