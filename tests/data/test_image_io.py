@@ -14,7 +14,16 @@ def _photo(height=48, width=64) -> np.ndarray:
                      np.full_like(rows, 90)], axis=-1).astype(np.uint8)
 
 
-@pytest.mark.parametrize("extension", image_io.IMAGE_EXTENSIONS)
+# The formats issue 11 names (FRGC ships .ppm), plus the rest OpenCV 4.11 decodes.
+REQUIRED_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp")
+OTHER_OPENCV_EXTENSIONS = (".jpe", ".jp2", ".dib", ".pbm", ".pnm", ".sr", ".ras")
+
+
+def test_accepted_extensions_are_those_opencv_decodes():
+    assert set(image_io.IMAGE_EXTENSIONS) == set(REQUIRED_EXTENSIONS + OTHER_OPENCV_EXTENSIONS)
+
+
+@pytest.mark.parametrize("extension", REQUIRED_EXTENSIONS + OTHER_OPENCV_EXTENSIONS)
 def test_every_accepted_extension_is_decoded(tmp_path, extension):
     photo = _photo()
     grey = extension in (".pgm", ".pbm")

@@ -108,9 +108,11 @@ def _long_face_scene():
     return depth, rgb, np.concatenate([landmarks, chin[None]]) + offset
 
 
-def _inside_crop(crop, points_mm, size) -> np.ndarray:
-    uv = faces.transform_points(crop.matrix, CAMERA.project(points_mm))
-    return np.all((uv >= -0.5) & (uv <= size - 0.5), axis=1)
+def _inside_crop(crop, points_mm) -> np.ndarray:
+    """Which points project inside the crop box (bool [N])."""
+    x, y, w, h = crop.box
+    uv = CAMERA.project(points_mm) + 0.5           # pixel centres -> box coordinates
+    return np.all((uv >= (x, y)) & (uv <= (x + w, y + h)), axis=1)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +121,17 @@ def analyzer():
         yield face_analyzer
 
 
-@pytest.mark.parametrize("locator", ["annotation", "depth", "mediapipe"])
+def test_depth_only_locator_keeps_a_long_face_inside_the_crop():
+    depth, _, landmarks = _long_face_scene()
+    centre, distance = kinect.locate_head_in_depth(depth, CAMERA, 200.0)
+    crop = kinect.crop_face(depth, CAMERA, centre, distance, kinect.FaceCropConfig(64))
+    inside = _inside_crop(crop, landmarks)
+    assert inside.all(), (inside, crop.box)
+    nose_v = CAMERA.project(landmarks[2:3])[0, 1]
+    assert abs(centre[1] - nose_v) < 3.0            # centred at the nose tip's height
+
+
+@pytest.mark.parametrize("locator", ["annotation", "mediapipe"])
 def test_long_face_keeps_every_landmark_inside_the_crop(locator, request):
     depth, rgb, landmarks = _long_face_scene()
     config = kinect.FaceCropConfig(image_size=64)
@@ -128,18 +140,17 @@ def test_long_face_keeps_every_landmark_inside_the_crop(locator, request):
         # The paper's box around the head centre itself cuts this chin.
         u, v = CAMERA.project(head_centre[None])[0]
         centred_on_head = kinect.crop_face(depth, CAMERA, (u, v), head_centre[2], config)
-        assert not _inside_crop(centred_on_head, landmarks, 64)[-1]
+        assert not _inside_crop(centred_on_head, landmarks)[-1]
         face = kinect.face_centre_from_head_centre(head_centre, np.eye(3))
         location = kinect.FaceLocation(tuple(CAMERA.project(face[None])[0]), face[2],
                                        "annotation")
-    else:
-        analyzer = request.getfixturevalue("analyzer") if locator == "mediapipe" else None
-        location = kinect.locate_face(analyzer, rgb, depth, CAMERA, config, "long face")
-        assert location.method == locator
-        assert (location.mesh is not None) == (locator == "mediapipe")
+    else:   # Pandora / Lock3DFace: MediaPipe on the RGB frame, the box sized from the mesh
+        location = kinect.locate_face(request.getfixturevalue("analyzer"), rgb, depth, CAMERA,
+                                      config, "long face")
+        assert location.method == "mediapipe" and location.mesh is not None
     crop = kinect.crop_face(depth, CAMERA, location.center_uv, location.distance_mm, config,
                             rgb=rgb, landmarks_uv=location.landmarks_uv)
-    inside = _inside_crop(crop, landmarks, 64)
+    inside = _inside_crop(crop, landmarks)
     assert inside.all(), (locator, inside, crop.box)
     # Never smaller than the paper's w = f R / D.
     assert crop.box[2] >= CAMERA.fx * 200.0 / location.distance_mm - 1e-6

@@ -53,11 +53,11 @@ def test_bnt_round_trip_rows_top_first_and_texture_direction(tmp_path, v_grows_u
     grid = _write(str(tmp_path), v_grows_up, bottom_first)
     parsed = bnt.read_bnt(str(tmp_path / "bs001" / "bs001_N_N_0.bnt"))
     # Rows come back top-first whatever the file's order: the grid is an upright image.
-    assert parsed.rows_flipped == bottom_first
-    np.testing.assert_array_equal(parsed.valid, grid["valid"])
-    np.testing.assert_allclose(parsed.xyz[parsed.valid], grid["xyz"][grid["valid"]])
     rows = np.nonzero(parsed.valid)[0]
     assert np.corrcoef(rows, parsed.xyz[..., 1][parsed.valid])[0, 1] < -0.9   # y up = row 0 top
+    np.testing.assert_array_equal(parsed.valid, grid["valid"])
+    np.testing.assert_allclose(parsed.xyz[parsed.valid], grid["xyz"][grid["valid"]])
+    assert parsed.rows_flipped == bottom_first
     assert parsed.image_file == "bs001_N_N_0.png"
     task = scan.ScanTask("x", (str(tmp_path / "bs001" / "bs001_N_N_0.bnt"),), "bs001")
     loaded = bosphorus.load_scan(task)
