@@ -47,9 +47,9 @@ def _task(root: str, path: str, depth_path=None) -> photos.PhotoTask:
                             subject=relative.split("/")[0], depth_path=depth_path)
 
 
-def find_tasks(config: BuildConfig) -> tuple[list[photos.PhotoTask], list[photos.PhotoTask]]:
-    """(photo tasks, tasks of the other files in subject folders, which the producer skips as
-    ``unsupported_extension``)."""
+def _find_all_tasks(config: BuildConfig
+                    ) -> tuple[list[photos.PhotoTask], list[photos.PhotoTask]]:
+    """(photo tasks, tasks of the other files in subject folders)."""
     root = layout.require_input_dir(config)
     images, others = layout.find_files_in_subject_folders(root)
     tasks = [_task(root, path, _depth_beside(path)) for path in images
@@ -58,6 +58,17 @@ def find_tasks(config: BuildConfig) -> tuple[list[photos.PhotoTask], list[photos
         found = f" ({len(others)} files with other extensions)" if others else ""
         raise layout.no_files_error(config, f"<subject>/<image> photos{found}")
     return tasks, [_task(root, path) for path in others]
+
+
+def find_tasks(config: BuildConfig) -> list[photos.PhotoTask]:
+    """The photos of ``<input_dir>/<subject>/``, sorted by path."""
+    return _find_all_tasks(config)[0]
+
+
+def find_unsupported_tasks(config: BuildConfig) -> list[photos.PhotoTask]:
+    """The other files of the subject folders (not images, not depth files): the producer
+    skips each as ``unsupported_extension``, so the manifest counts them."""
+    return _find_all_tasks(config)[1]
 
 
 def make_protocols(records):
@@ -69,7 +80,7 @@ def make_protocols(records):
 
 
 def plan(config: BuildConfig) -> BuildPlan:
-    tasks, unsupported = find_tasks(config)
+    tasks, unsupported = _find_all_tasks(config)
     splits, subjects = layout.split_by_subject(tasks, lambda task: task.subject,
                                                config.heldout_subjects, 0)
     splits = layout.add_unsupported_files(splits, unsupported, lambda task: task.subject,
