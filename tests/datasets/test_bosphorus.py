@@ -1,4 +1,8 @@
-"""Bosphorus reader: .bnt range grids written from the parametric head, read back."""
+"""Bosphorus reader: .bnt range grids written from the parametric head, read back.
+
+The files are written the way the Bosphorus release stores them, rows bottom-first (file row 0
+= the bottom of the face), unless a test says otherwise; the reader returns rows top-first.
+"""
 import os
 
 import numpy as np
@@ -16,18 +20,20 @@ STEMS = ["bs001_N_N_0", "bs001_E_HAPPY_0", "bs001_YR_R45_0", "bs001_O_HAIR_0",
          "bs002_N_N_0", "bs002_E_SURPRISE_0", "bs002_LFAU_9_0"]
 
 
-def _write(root, v_grows_up=False):
+def _write(root, v_grows_up=False, bottom_first=True):
+    """Writes STEMS; returns the grid top-first (row 0 = the top of the face, as an image)."""
     grid = writers.scanner_grid()
     rows, cols = grid["valid"].shape
     texture = np.repeat(np.repeat(grid["rgb"], 2, axis=0), 2, axis=1)   # 2x the grid
     u = (np.arange(cols) + 0.5) / cols
     v = (np.arange(rows) + 0.5) / rows
     uv = np.stack(np.meshgrid(u, 1.0 - v if v_grows_up else v), axis=-1)
+    in_file = (lambda a: a[::-1]) if bottom_first else (lambda a: a)
     for stem in STEMS:
         folder = os.path.join(root, stem[:5])
         os.makedirs(folder, exist_ok=True)
-        writers.write_bnt(os.path.join(folder, stem + ".bnt"), grid["xyz"], grid["valid"], uv,
-                          stem + ".png")
+        writers.write_bnt(os.path.join(folder, stem + ".bnt"), in_file(grid["xyz"]),
+                          in_file(grid["valid"]), in_file(uv), stem + ".png")
         writers.write_rgb(os.path.join(folder, stem + ".png"), texture)
     return grid
 
@@ -42,11 +48,16 @@ def test_parse_name_tags():
 
 
 @pytest.mark.parametrize("v_grows_up", [False, True])
-def test_bnt_round_trip_and_texture_direction(tmp_path, v_grows_up):
-    grid = _write(str(tmp_path), v_grows_up)
+@pytest.mark.parametrize("bottom_first", [True, False])
+def test_bnt_round_trip_rows_top_first_and_texture_direction(tmp_path, v_grows_up, bottom_first):
+    grid = _write(str(tmp_path), v_grows_up, bottom_first)
     parsed = bnt.read_bnt(str(tmp_path / "bs001" / "bs001_N_N_0.bnt"))
+    # Rows come back top-first whatever the file's order: the grid is an upright image.
+    rows = np.nonzero(parsed.valid)[0]
+    assert np.corrcoef(rows, parsed.xyz[..., 1][parsed.valid])[0, 1] < -0.9   # y up = row 0 top
     np.testing.assert_array_equal(parsed.valid, grid["valid"])
     np.testing.assert_allclose(parsed.xyz[parsed.valid], grid["xyz"][grid["valid"]])
+    assert parsed.rows_flipped == bottom_first
     assert parsed.image_file == "bs001_N_N_0.png"
     task = scan.ScanTask("x", (str(tmp_path / "bs001" / "bs001_N_N_0.bnt"),), "bs001")
     loaded = bosphorus.load_scan(task)

@@ -32,6 +32,8 @@ def test_build_aligns_with_landmarks_box_or_mediapipe(tmp_path):
         "train/n000001/0001_01.jpg": photo,       # landmarks given
         "train/n000001/0002_01.jpg": photo,       # box only
         "train/n000002/0001_01.jpg": noise,       # no face: skipped
+        "train/n000002/0002_01.PPM": photo,       # any format OpenCV decodes
+        "train/n000002/Thumbs.db": b"\x00" * 16,  # not an image: counted
         "test/n000009/0001_01.jpg": photo})       # nothing: MediaPipe on the whole image
     with faces.FaceAnalyzer() as analyzer:
         landmarks = analyzer.analyze(photo).landmarks5
@@ -48,9 +50,13 @@ def test_build_aligns_with_landmarks_box_or_mediapipe(tmp_path):
         image_size=112)
     assert manifest["class_names"] == ["n000001", "n000002", "n000009"]
     assert manifest["extra"]["identity_names"] == {"n000001": "Collins, Eileen"}
-    assert manifest["splits"]["train"]["skipped"]["no_face"]["count"] == 1
+    skipped = manifest["splits"]["train"]["skipped"]
+    assert skipped["no_face"]["count"] == 1
+    assert skipped["unsupported_extension"] == {
+        "count": 1, "first": [str(root / "train" / "n000002" / "Thumbs.db")]}
     assert [e.example_id for e in examples["train"]] == ["train/n000001/0001_01",
-                                                         "train/n000001/0002_01"]
+                                                         "train/n000001/0002_01",
+                                                         "train/n000002/0002_01"]
     assert examples["test"][0].label == 2
     for example in examples["train"] + examples["test"]:
         eyes = example.landmarks5[:2]

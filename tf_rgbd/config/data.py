@@ -11,7 +11,7 @@ SOURCE_NAMES = ("synthetic", "bu3dfe", "bosphorus", "frgc", "texas3dfr", "biwi",
                 "lock3dface", "vggface2", "folder")
 ON_ERROR = ("skip", "fail")
 FACE_DETECTORS = ("auto", "short", "full")
-MULTIPLE_FACES = ("largest", "skip")
+MULTIPLE_FACES = ("largest", "skip", "all")
 CROPS = ("arcface", "depthnet")
 
 
@@ -40,8 +40,14 @@ class BuildConfig:
       face_width_mm, face_height_mm: physical face size R_x, R_y of the Kinect dynamic crop
         (w = f_x R_x / D); ``face_width_mm`` is also the width of the scan renders.
       min_score: minimum MediaPipe face detection score.
-      face_detector: ``auto`` (short range, then full range), ``short`` or ``full``.
-      multiple_faces: ``largest`` (skip only ambiguous images) or ``skip`` (any extra face).
+      face_detector: ``auto`` (both BlazeFace models, short and full range, merged by
+        non-maximum suppression), ``short`` or ``full``.
+      multiple_faces: ``largest`` (keep the largest face, skip only ambiguous images),
+        ``skip`` (skip any image with more than one face) or ``all`` (every face becomes its own
+        example, id ``<image id>#face<k>``, k = 0 for the largest).
+      ambiguous_face_ratio: with ``multiple_faces=largest``, an image whose second largest face
+        has at least this fraction of the largest's box area is skipped as ``multiple_faces``
+        (> 1 never skips).
       min_face_px: faces smaller than this (pixels) are skipped as ``tiny_face``.
       crop: 2D/RGB-D photo alignment: ``arcface`` (tight 5-point crop) or ``depthnet`` (looser).
       use_mediapipe: scans and Kinect frames: label masks/landmarks with MediaPipe (False:
@@ -51,6 +57,9 @@ class BuildConfig:
         (0 = nominal by width: 365 for 512-px Kinect v2, 575.8 for 640-px Kinect v1).
       expression_list: FRGC: optional text/CSV file of ``recording_id expression`` lines.
       texas_mm_per_pixel: Texas 3DFR range images: x/y spacing and z step (mm per unit).
+      depth_8bit_scale_mm: depth images (folder, Pandora, Lock3DFace) must be 16-bit mm;
+        8-bit depth is skipped as ``depth_not_16bit`` unless this states its scale in mm per
+        8-bit unit (0 = reject).
     """
 
     source: str = choice("synthetic", SOURCE_NAMES)
@@ -73,6 +82,7 @@ class BuildConfig:
     min_score: float = 0.5
     face_detector: str = choice("auto", FACE_DETECTORS)
     multiple_faces: str = choice("largest", MULTIPLE_FACES)
+    ambiguous_face_ratio: float = 0.8
     min_face_px: int = 20
     crop: str = choice("arcface", CROPS)
     use_mediapipe: bool = True
@@ -80,6 +90,7 @@ class BuildConfig:
     kinect_focal_px: float = 0.0
     expression_list: Optional[str] = None
     texas_mm_per_pixel: float = 0.32
+    depth_8bit_scale_mm: float = 0.0
 
     def __post_init__(self):
         if self.source not in SOURCE_NAMES:
@@ -90,6 +101,11 @@ class BuildConfig:
             raise ValueError(f"image_size must be >= 16, got {self.image_size}")
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        if not self.ambiguous_face_ratio > 0:
+            raise ValueError(f"ambiguous_face_ratio must be > 0, got {self.ambiguous_face_ratio}")
+        if self.depth_8bit_scale_mm < 0:
+            raise ValueError(f"depth_8bit_scale_mm must be >= 0 (0 = reject 8-bit depth), got "
+                             f"{self.depth_8bit_scale_mm}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,16 +2,27 @@
 
 Pipeline for one RGB image (optionally with a registered depth map and a mask):
 
-1. **Detection**: BlazeFace short range (faces within ~2 m) and, when it finds nothing, full
-   range (``mp.solutions.face_detection`` model 0 / 1); detections below ``min_score`` are
-   dropped; the largest face is used (``multiple_faces="largest"``) unless a second face is
-   nearly as large (area >= ``ambiguous_face_ratio`` x the largest), in which case the image is
-   skipped as ``multiple_faces`` (we cannot tell which one is the subject). ``"skip"`` skips every
-   image with more than one face.
+1. **Detection**: BlazeFace (``mp.solutions.face_detection``) short range (model 0: faces
+   that fill a fair part of the image, >= ~15% of its long side, "within ~2 m") and full range
+   (model 1: faces down to ~7% of the long side, "within ~5 m"). ``detector="auto"`` runs
+   both and merges them by non-maximum suppression (boxes overlapping by IoU >
+   ``nms_iou_threshold`` are one face; the higher score wins), so a group photo gets its near
+   and its far faces; ``short`` / ``full`` run one model. Detections below ``min_score`` are
+   dropped. Then ``multiple_faces``:
+
+   * ``largest``: the largest face is used unless a second face is nearly as large (box area
+     >= ``ambiguous_face_ratio`` x the largest's), in which case the image is skipped as
+     ``multiple_faces`` (we cannot tell which one is the subject);
+   * ``skip``: every image with more than one face is skipped as ``multiple_faces``;
+   * ``all``: every face is used (:meth:`FaceAnalyzer.analyze_all`,
+     :meth:`FacePreprocessor.align_all`), largest first; faces below ``min_face_px`` are left
+     out (``tiny_face`` only when none is left).
 2. **Landmarks**: the MediaPipe face mesh (478 points with ``refine_landmarks``) run on a crop
    around the chosen face; 5 points are taken from it (iris centres, nose tip, mouth corners,
-   image-left first). When the mesh finds nothing the detector's own key points give the eyes
-   and the nose tip, and the mouth corners are placed either side of its mouth centre.
+   image-left first). A mesh whose nose tip falls outside the detection box belongs to a
+   neighbouring face (group photos) and is not used. When there is no mesh the detector's own
+   key points give the eyes and the nose tip, and the mouth corners are placed either side of
+   its mouth centre.
 3. **Alignment**: a similarity transform (least squares, Umeyama) maps the 5 points onto the
    standard 112x112 ArcFace template scaled to ``image_size``; ``crop="depthnet"`` uses a
    looser crop (the template shrunk by ``DEPTHNET_CROP_TIGHTNESS`` about the crop centre, so
@@ -53,6 +64,10 @@ ARCFACE_SIZE = 112
 # "depthnet" crops: the template shrunk toward the crop centre so forehead, chin and ears fit.
 DEPTHNET_CROP_TIGHTNESS = 0.7
 CROPS = ("arcface", "depthnet")
+DETECTORS = ("auto", "short", "full")
+MULTIPLE_FACES = ("largest", "skip", "all")
+# BlazeFace model_selection of each detector setting.
+_DETECTOR_MODELS = {"auto": (0, 1), "short": (0,), "full": (1,)}
 
 # Face mesh indices (MediaPipe canonical face model; "right" = the subject's right = image left).
 MESH_RIGHT_IRIS_CENTRE = 468
@@ -82,13 +97,16 @@ class FaceConfig:
         from 112).
       crop: ``arcface`` (tight, the recognition crop) or ``depthnet`` (looser, whole head).
       min_score: minimum BlazeFace detection score in [0, 1].
-      detector: ``auto`` (short range, then full range when nothing is found), ``short`` or
-        ``full``.
+      detector: ``auto`` (short and full range, merged by non-maximum suppression),
+        ``short`` or ``full``.
       min_face_px: faces whose detection box is shorter than this (pixels, either side) are
         skipped as ``tiny_face``.
-      multiple_faces: ``largest`` (keep the largest unless ambiguous) or ``skip``.
+      multiple_faces: ``largest`` (keep the largest unless ambiguous), ``skip`` (any image with
+        more than one face) or ``all`` (every face).
       ambiguous_face_ratio: with ``largest``, skip when the second face's box area is at least
-        this fraction of the largest's.
+        this fraction of the largest's (> 1: never).
+      nms_iou_threshold: ``auto``: detections of the two models whose boxes overlap by more
+        than this intersection-over-union are the same face.
       mesh_crop_scale: the face mesh runs on a square crop this many times the detection box.
     """
 
@@ -99,15 +117,21 @@ class FaceConfig:
     min_face_px: int = 20
     multiple_faces: str = "largest"
     ambiguous_face_ratio: float = 0.8
+    nms_iou_threshold: float = 0.3
     mesh_crop_scale: float = 2.0
 
     def __post_init__(self):
         if self.crop not in CROPS:
             raise ValueError(f"crop must be one of {CROPS}, got {self.crop!r}")
-        if self.detector not in ("auto", "short", "full"):
-            raise ValueError(f"detector must be auto, short or full, got {self.detector!r}")
-        if self.multiple_faces not in ("largest", "skip"):
-            raise ValueError(f"multiple_faces must be largest or skip, got {self.multiple_faces!r}")
+        if self.detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {DETECTORS}, got {self.detector!r}")
+        if self.multiple_faces not in MULTIPLE_FACES:
+            raise ValueError(f"multiple_faces must be one of {MULTIPLE_FACES}, got "
+                             f"{self.multiple_faces!r}")
+        if not self.ambiguous_face_ratio > 0:
+            raise ValueError(f"ambiguous_face_ratio must be > 0, got {self.ambiguous_face_ratio}")
+        if not 0.0 < self.nms_iou_threshold < 1.0:
+            raise ValueError(f"nms_iou_threshold must be in (0, 1), got {self.nms_iou_threshold}")
         if not 0.0 <= self.min_score <= 1.0:
             raise ValueError(f"min_score must be in [0, 1], got {self.min_score}")
         if self.image_size < 16:
@@ -132,6 +156,13 @@ class FaceDetection:
     def area(self) -> float:
         return float(self.box[2] * self.box[3])
 
+    def contains(self, point_xy, margin: float = 0.0) -> bool:
+        """Whether the (x, y) pixel position lies inside the box grown by ``margin`` x its
+        size on every side."""
+        x, y, w, h = self.box
+        return bool(x - margin * w <= point_xy[0] <= x + (1 + margin) * w
+                    and y - margin * h <= point_xy[1] <= y + (1 + margin) * h)
+
 
 @dataclasses.dataclass(frozen=True)
 class FaceAnalysis:
@@ -142,13 +173,15 @@ class FaceAnalysis:
       landmarks5: float64 [5, 2] (x, y) pixels, schema order.
       mesh: float64 [478, 2] (or [468, 2]) face-mesh points in pixels, or None when the mesh
         found no face (then ``landmarks5`` comes from the detector's key points).
-      num_faces: faces found above ``min_score``.
+      num_faces: faces found above ``min_score`` in the image.
+      face_index: rank of this face by box area (0 = the largest).
     """
 
     detection: FaceDetection
     landmarks5: np.ndarray
     mesh: Optional[np.ndarray]
     num_faces: int
+    face_index: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,6 +284,28 @@ def crop_box_matrix(box_xywh, size: int) -> np.ndarray:
     return np.array([[sx, 0.0, -0.5 - (x - 0.5) * sx], [0.0, sy, -0.5 - (y - 0.5) * sy]])
 
 
+def box_iou(box_a, box_b) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ax, ay, aw, ah = (float(v) for v in box_a)
+    bx, by, bw, bh = (float(v) for v in box_b)
+    inter_w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    inter_h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = inter_w * inter_h
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
+def non_max_suppression(detections: list["FaceDetection"], iou_threshold: float
+                        ) -> list["FaceDetection"]:
+    """Greedy non-maximum suppression: highest score first, dropping every detection whose box
+    overlaps a kept one by IoU > ``iou_threshold``. Returns the kept ones, largest box first."""
+    kept: list[FaceDetection] = []
+    for detection in sorted(detections, key=lambda d: -d.score):
+        if all(box_iou(detection.box, other.box) <= iou_threshold for other in kept):
+            kept.append(detection)
+    return sorted(kept, key=lambda d: -d.area)
+
+
 # ---------------------------------------------------------------------------------------------
 # Segmentation from the face mesh.
 
@@ -327,6 +382,75 @@ def landmarks5_from_detection(detection: FaceDetection) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
+# Which detected faces become examples (multiple_faces).
+
+def _no_face_error(config: FaceConfig, where: str) -> NoFaceError:
+    return NoFaceError("no_face", f"{where}: no face with score >= {config.min_score} "
+                                  f"(--min_score; --face_detector={config.detector})")
+
+
+def _tiny_face_error(detection: FaceDetection, config: FaceConfig, where: str) -> TinyFaceError:
+    return TinyFaceError("tiny_face", f"{where}: face box {detection.box[2]:.0f}x"
+                                      f"{detection.box[3]:.0f} px < min_face_px "
+                                      f"{config.min_face_px}")
+
+
+def _is_tiny(detection: FaceDetection, config: FaceConfig) -> bool:
+    return min(detection.box[2], detection.box[3]) < config.min_face_px
+
+
+def subject_face(detections: list[FaceDetection], config: FaceConfig,
+                 where: str = "image") -> FaceDetection:
+    """The subject's face among ``detections`` (largest first), by ``config.multiple_faces``.
+
+    ``largest`` and ``all``: the largest, unless (``largest`` only) the second largest box has
+    at least ``ambiguous_face_ratio`` x its area; ``skip``: the only face.
+
+    Raises:
+      SkipExample: ``no_face`` (none), ``multiple_faces`` (the message gives the faces, the
+        area ratio and the flag that decided, and suggests only settings other than the
+        current one), ``tiny_face`` (the subject's box is below ``min_face_px``).
+    """
+    if not detections:
+        raise _no_face_error(config, where)
+    mode = config.multiple_faces
+    if len(detections) > 1 and mode == "skip":
+        raise MultipleFacesError(
+            "multiple_faces",
+            f"{where}: {len(detections)} faces and --multiple_faces=skip; use "
+            "--multiple_faces=largest to keep the largest face (unless ambiguous), or "
+            "--multiple_faces=all to keep every face")
+    if len(detections) > 1 and mode == "largest":
+        ratio = detections[1].area / max(detections[0].area, 1e-9)
+        if ratio >= config.ambiguous_face_ratio:
+            raise MultipleFacesError(
+                "multiple_faces",
+                f"{where}: {len(detections)} faces, the second largest with {ratio:.2f}x the "
+                f"largest's box area (>= --ambiguous_face_ratio={config.ambiguous_face_ratio:g})"
+                ": which one is the subject is ambiguous; crop the photo to the subject, raise "
+                "--ambiguous_face_ratio, or use --multiple_faces=all to keep every face")
+    if _is_tiny(detections[0], config):
+        raise _tiny_face_error(detections[0], config, where)
+    return detections[0]
+
+
+def every_usable_face(detections: list[FaceDetection], config: FaceConfig,
+                      where: str = "image") -> list[tuple[int, FaceDetection]]:
+    """``multiple_faces="all"``: [(rank by area, 0 = largest; detection)] of every face not
+    below ``min_face_px``.
+
+    Raises:
+      SkipExample: ``no_face`` (none), ``tiny_face`` (every face is below ``min_face_px``).
+    """
+    if not detections:
+        raise _no_face_error(config, where)
+    usable = [(index, d) for index, d in enumerate(detections) if not _is_tiny(d, config)]
+    if not usable:
+        raise _tiny_face_error(detections[0], config, where)
+    return usable
+
+
+# ---------------------------------------------------------------------------------------------
 # MediaPipe.
 
 def _close_solutions(solutions: dict) -> None:
@@ -386,17 +510,22 @@ class FaceAnalyzer:
                 min_detection_confidence=0.3)
         return self._solutions["mesh"]
 
-    def detect(self, rgb: np.ndarray) -> list[FaceDetection]:
-        """All faces above ``min_score``, largest first.
+    def detect(self, rgb: np.ndarray, detector: Optional[str] = None) -> list[FaceDetection]:
+        """All faces above ``min_score``, largest first (both models merged by non-maximum
+        suppression with ``detector="auto"``).
 
         Args:
           rgb: uint8 [H, W, 3] RGB.
+          detector: ``auto``, ``short`` or ``full`` instead of ``config.detector`` (the
+            graphs are shared: comparing the models costs no extra graph).
         """
+        detector = self.config.detector if detector is None else detector
+        if detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {DETECTORS}, got {detector!r}")
         rgb = np.ascontiguousarray(rgb)
         height, width = rgb.shape[:2]
-        models = {"auto": (0, 1), "short": (0,), "full": (1,)}[self.config.detector]
         detections: list[FaceDetection] = []
-        for model_selection in models:
+        for model_selection in _DETECTOR_MODELS[detector]:
             result = self._detector(model_selection).process(rgb)
             for found in result.detections or ():
                 score = float(found.score[0]) if found.score else 0.0
@@ -410,9 +539,7 @@ class FaceAnalyzer:
                 detections.append(FaceDetection(
                     box=(box.xmin * width, box.ymin * height, box.width * width,
                          box.height * height), score=score, keypoints=keypoints))
-            if detections:
-                break
-        return sorted(detections, key=lambda d: -d.area)
+        return non_max_suppression(detections, self.config.nms_iou_threshold)
 
     def mesh_points(self, rgb: np.ndarray, box_xywh) -> Optional[np.ndarray]:
         """Face-mesh points float64 [478, 2] (image pixels) of the face in ``box_xywh``, or None.
@@ -434,32 +561,39 @@ class FaceAnalyzer:
         inverse = cv2.invertAffineTransform(matrix)
         return transform_points(inverse, crop_xy)
 
+    def _analysis(self, rgb: np.ndarray, detection: FaceDetection, num_faces: int,
+                  face_index: int) -> FaceAnalysis:
+        mesh = self.mesh_points(rgb, detection.box)
+        if mesh is not None and not detection.contains(mesh[MESH_NOSE_TIP], margin=0.1):
+            mesh = None   # the mesh found a neighbouring face in its crop
+        landmarks = (landmarks5_from_detection(detection) if mesh is None
+                     else landmarks5_from_mesh(mesh))
+        return FaceAnalysis(detection=detection, landmarks5=landmarks, mesh=mesh,
+                            num_faces=num_faces, face_index=face_index)
+
     def analyze(self, rgb: np.ndarray, where: str = "image") -> FaceAnalysis:
-        """Detects the subject's face and its landmarks.
+        """Detects the subject's face and its landmarks (:func:`subject_face`).
+
+        With ``multiple_faces="all"`` this is the largest face (use :meth:`analyze_all` for
+        every face).
 
         Raises:
           SkipExample: ``no_face``, ``tiny_face`` or ``multiple_faces`` (see the module doc).
         """
         detections = self.detect(rgb)
-        if not detections:
-            raise NoFaceError("no_face", f"{where}: no face with score >= "
-                                         f"{self.config.min_score}")
-        if len(detections) > 1:
-            ratio = detections[1].area / max(detections[0].area, 1e-9)
-            if self.config.multiple_faces == "skip" or ratio >= self.config.ambiguous_face_ratio:
-                raise MultipleFacesError("multiple_faces",
-                                  f"{where}: {len(detections)} faces (second/largest area "
-                                  f"{ratio:.2f}); keep one face per image or use "
-                                  "--multiple_faces=largest")
-        chosen = detections[0]
-        if min(chosen.box[2], chosen.box[3]) < self.config.min_face_px:
-            raise TinyFaceError("tiny_face", f"{where}: face box {chosen.box[2]:.0f}x"
-                                           f"{chosen.box[3]:.0f} px < min_face_px "
-                                           f"{self.config.min_face_px}")
-        mesh = self.mesh_points(rgb, chosen.box)
-        landmarks = landmarks5_from_detection(chosen) if mesh is None else landmarks5_from_mesh(mesh)
-        return FaceAnalysis(detection=chosen, landmarks5=landmarks, mesh=mesh,
-                            num_faces=len(detections))
+        chosen = subject_face(detections, self.config, where)
+        return self._analysis(rgb, chosen, len(detections), 0)
+
+    def analyze_all(self, rgb: np.ndarray, where: str = "image") -> list[FaceAnalysis]:
+        """Every face of the image (largest first) with its landmarks; faces smaller than
+        ``min_face_px`` are left out (``face_index`` keeps their rank by area).
+
+        Raises:
+          SkipExample: ``no_face``; ``tiny_face`` when every face is below ``min_face_px``.
+        """
+        detections = self.detect(rgb)
+        return [self._analysis(rgb, detection, len(detections), index)
+                for index, detection in every_usable_face(detections, self.config, where)]
 
 
 def align_face(rgb: np.ndarray, landmarks5: np.ndarray, image_size: int = ARCFACE_SIZE,
@@ -532,3 +666,18 @@ class FacePreprocessor:
         analysis = self.analyzer.analyze(rgb, where)
         return align_face(rgb, analysis.landmarks5, self.config.image_size, self.config.crop,
                           depth=depth, mesh=analysis.mesh)
+
+    def align_all(self, rgb: np.ndarray, depth: Optional[np.ndarray] = None,
+                  where: str = "image") -> list[tuple[int, AlignedFace]]:
+        """Every face of ``rgb`` aligned (``multiple_faces="all"``), largest first.
+
+        Returns:
+          [(face index by area, 0 = largest; AlignedFace)], faces below ``min_face_px`` left
+          out.
+        Raises:
+          SkipExample: no_face; tiny_face when no face is large enough.
+        """
+        return [(analysis.face_index,
+                 align_face(rgb, analysis.landmarks5, self.config.image_size, self.config.crop,
+                            depth=depth, mesh=analysis.mesh))
+                for analysis in self.analyzer.analyze_all(rgb, where)]

@@ -1,8 +1,16 @@
 """Reading source images with OpenCV, turning every kind of bad file into a clear, counted skip.
 
 Each function raises :class:`tf_rgbd.data.errors.SkipExample` with a stable ``reason``
-(``missing_file``, ``empty_file``, ``corrupt_image``, ``nan_depth``, ``depth_size_mismatch``...)
-so builders count bad inputs per reason instead of crashing.
+(``missing_file``, ``empty_file``, ``corrupt_image``, ``unsupported_extension``, ``nan_depth``,
+``depth_not_16bit``, ``depth_size_mismatch``...) so builders count bad inputs per reason
+instead of crashing.
+
+Photographs: every still-image format the pinned OpenCV (4.11, ``opencv-python-headless``)
+decodes, by extension, case-insensitive (:data:`IMAGE_EXTENSIONS`). Depth images: 16-bit
+(``uint16``) 1-channel PNG/TIFF/PGM in depth units (mm unless a scale is given); 8-bit depth is
+rejected as ``depth_not_16bit`` unless its scale is stated (``depth_8bit_scale_mm``), because an
+8-bit depth file is almost always a display rendering, and read as millimetres it puts the face
+3-4x too near.
 """
 from __future__ import annotations
 
@@ -12,7 +20,16 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from tf_rgbd.data.errors import CorruptImageError, InvalidDepthError, MissingFileError
+from tf_rgbd.data.errors import (CorruptImageError, InputFileError, InvalidDepthError,
+                                 MissingFileError)
+
+# Still-image extensions OpenCV 4.11 decodes (lower case, with the dot): JPEG, JPEG 2000, PNG,
+# Windows bitmaps, the portable any-map family (FRGC ships .ppm), TIFF, WebP, Sun raster.
+# Left out: the float high-dynamic-range formats (.hdr/.pic radiance, .pfm, .exr -- the
+# last disabled in OpenCV's default build), which are not photographs, and GIF/AVIF, which this
+# OpenCV build does not decode.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jp2", ".png", ".bmp", ".dib", ".ppm", ".pgm",
+                    ".pbm", ".pnm", ".tif", ".tiff", ".webp", ".sr", ".ras")
 
 
 def read_file_bytes(path: str) -> bytes:
@@ -23,6 +40,22 @@ def read_file_bytes(path: str) -> bytes:
     if not data:
         raise MissingFileError("empty_file", f"{path} is a zero-byte file")
     return data
+
+
+def is_image_file(path: str) -> bool:
+    """Whether ``path``'s extension (case-insensitive) is one of :data:`IMAGE_EXTENSIONS`."""
+    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
+
+
+def check_image_extension(path: str) -> None:
+    """Raises SkipExample ``unsupported_extension`` unless :func:`is_image_file`."""
+    if not is_image_file(path):
+        extension = os.path.splitext(path)[1] or "(no extension)"
+        raise InputFileError(
+            "unsupported_extension",
+            f"{path}: extension {extension} is not an image format this build reads; accepted "
+            f"(case-insensitive): {' '.join(IMAGE_EXTENSIONS)}. Convert the file (e.g. to .png) "
+            "or move it out of the dataset folder")
 
 
 def _is_truncated(data: bytes) -> bool:
@@ -83,12 +116,20 @@ def check_depth_mm(depth_mm: np.ndarray, where: str,
 
 
 def read_depth_png_mm(path: str, scale_mm: float = 1.0,
-                      expected_shape: Optional[tuple[int, int]] = None) -> np.ndarray:
-    """Reads a 16-bit (or 8-bit) 1-channel depth PNG; returns float32 [H, W] mm (0 = no data).
+                      expected_shape: Optional[tuple[int, int]] = None,
+                      depth_8bit_scale_mm: float = 0.0) -> np.ndarray:
+    """Reads a 16-bit 1-channel depth image (PNG, or TIFF/PGM); returns float32 [H, W] mm
+    (0 = no data).
 
     Args:
-      scale_mm: millimetres per PNG unit (1.0 for Kinect-style mm PNGs).
+      scale_mm: millimetres per unit of a 16-bit image (1.0 for Kinect-style mm PNGs).
       expected_shape: (H, W) the depth must have (the RGB image's), else depth_size_mismatch.
+      depth_8bit_scale_mm: millimetres per unit of an 8-bit image; 0 (the default) rejects
+        8-bit depth: its values (0..255) cannot be millimetres of a face in front of a camera.
+    Raises:
+      SkipExample: missing_file, empty_file, corrupt_image, bad_depth_shape (not 1 channel),
+        depth_not_16bit (8-bit without ``depth_8bit_scale_mm``, or any other sample type:
+        float, signed), and those of :func:`check_depth_mm`.
     """
     data = read_file_bytes(path)
     if _is_truncated(data):
@@ -99,7 +140,23 @@ def read_depth_png_mm(path: str, scale_mm: float = 1.0,
     if image.ndim == 3:
         raise InvalidDepthError("bad_depth_shape", f"{path}: depth PNG must have 1 channel, has "
                                              f"{image.shape[2]}")
-    return check_depth_mm(image.astype(np.float32) * np.float32(scale_mm), path, expected_shape)
+    if image.dtype == np.uint16:
+        scale = scale_mm
+    elif image.dtype == np.uint8 and depth_8bit_scale_mm > 0:
+        scale = depth_8bit_scale_mm
+    elif image.dtype == np.uint8:
+        raise InvalidDepthError(
+            "depth_not_16bit",
+            f"{path}: 8-bit depth image (values 0..{int(image.max())}), but depth must be a "
+            "16-bit PNG in mm: 8-bit depth is usually a normalised rendering, and read as mm it "
+            "would put the face 3-4x too near. Re-export the depth as 16-bit mm, or pass "
+            "--depth_8bit_scale_mm=<mm per 8-bit unit> if its scale is known")
+    else:
+        raise InvalidDepthError(
+            "depth_not_16bit",
+            f"{path}: depth samples are {image.dtype}, but depth must be a 16-bit (uint16) PNG "
+            "in mm; convert it (e.g. metres as float: multiply by 1000 and save as uint16)")
+    return check_depth_mm(image.astype(np.float32) * np.float32(scale), path, expected_shape)
 
 
 def read_depth_npy_mm(path: str, expected_shape: Optional[tuple[int, int]] = None) -> np.ndarray:

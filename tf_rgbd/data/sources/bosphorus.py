@@ -12,6 +12,9 @@ beside it (the name stored in the .bnt header is tried first). Name fields
   values, the database gives no exact angle); ``CR_RU|RD``: yaw +45 with pitch +-20;
 * ``O_EYE|MOUTH|GLASSES|HAIR``: occlusion ``hand_eye``, ``hand_mouth``, ``glasses``, ``hair``.
 
+Grid rows: :func:`tf_rgbd.data.formats.bnt.read_bnt` returns them top-first (the files store
+them bottom-first); the renders use the xyz coordinates, so they are upright either way.
+
 Texture v direction: the .bnt stores (u, v) in [0, 1]; whether v grows up or down the image is
 decided per file from the sign of its correlation with y (up in the scan), so both conventions
 render correctly.

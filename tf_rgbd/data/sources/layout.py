@@ -10,7 +10,7 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence, TypeVar
 import numpy as np
 
 from tf_rgbd.config.data import BuildConfig
-from tf_rgbd.data import faces
+from tf_rgbd.data import faces, image_io
 from tf_rgbd.data import protocol as protocol_lib
 
 TaskT = TypeVar("TaskT")
@@ -34,6 +34,21 @@ def find_files(root: str, pattern: str, flags: int = re.IGNORECASE) -> list[str]
     for folder, _, names in os.walk(root, followlinks=True):
         found.extend(os.path.join(folder, name) for name in names if regex.fullmatch(name))
     return sorted(found)
+
+
+def find_files_in_subject_folders(root: str) -> tuple[list[str], list[str]]:
+    """Files exactly one folder below ``root`` (``<root>/<subject>/<file>``), sorted:
+    (images OpenCV decodes by extension, every other file).
+
+    The second list is what the photo sources count as ``unsupported_extension``: nothing in a
+    subject folder vanishes without a word.
+    """
+    images, others = [], []
+    for path in find_files(root, r".+"):
+        if len(os.path.relpath(path, root).split(os.sep)) != 2:
+            continue
+        (images if image_io.is_image_file(path) else others).append(path)
+    return images, others
 
 
 def no_files_error(config: BuildConfig, what: str) -> ValueError:
@@ -62,6 +77,19 @@ def split_by_subject(tasks: Sequence[TaskT], subject_of: Callable[[TaskT], str],
     splits = {"train": [t for t in tasks if subject_of(t) not in test],
               "test": [t for t in tasks if subject_of(t) in test]}
     return {name: items for name, items in splits.items() if items}, subjects
+
+
+def add_unsupported_files(splits: Mapping[str, Sequence[TaskT]], unsupported: Sequence[TaskT],
+                          subject_of: Callable[[TaskT], str], name_of: Callable[[TaskT], str]
+                          ) -> dict[str, list[TaskT]]:
+    """Adds the tasks of files the producer will skip (``unsupported_extension``) to the split
+    of their subject (``train`` for a subject with no usable file), so the manifest's
+    ``skipped`` table counts them; each split stays in ``name_of`` order."""
+    result = {name: list(tasks) for name, tasks in splits.items()}
+    split_of = {subject_of(task): name for name, tasks in splits.items() for task in tasks}
+    for task in unsupported:
+        result.setdefault(split_of.get(subject_of(task), "train"), []).append(task)
+    return {name: sorted(tasks, key=name_of) for name, tasks in result.items()}
 
 
 def _inclusive_range(text: str) -> list[float]:
@@ -105,7 +133,8 @@ def face_config(config: BuildConfig, image_size: Optional[int] = None) -> faces.
     """The MediaPipe / alignment settings of a build."""
     return faces.FaceConfig(image_size=image_size or config.image_size, crop=config.crop,
                             min_score=config.min_score, detector=config.face_detector,
-                            min_face_px=config.min_face_px, multiple_faces=config.multiple_faces)
+                            min_face_px=config.min_face_px, multiple_faces=config.multiple_faces,
+                            ambiguous_face_ratio=config.ambiguous_face_ratio)
 
 
 def labels_of(subjects: Sequence[str]) -> dict[str, int]:

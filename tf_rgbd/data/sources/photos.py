@@ -4,6 +4,11 @@ Shared by the ``vggface2`` and ``folder`` sources: MediaPipe detection + face me
 similarity alignment (``--crop``), the same warp for the depth, the mesh segmentation as mask
 (:class:`tf_rgbd.data.faces.FacePreprocessor`). Known 5 landmarks (VGGFace2's) replace the
 detection; a known face box restricts detection to that box.
+
+A task whose file has an extension OpenCV does not decode is skipped as
+``unsupported_extension`` (the sources list every file of a subject folder, so none vanishes
+uncounted). With ``--multiple_faces=all`` every face of a photo is its own example, id
+``<image id>#face<k>`` (k = rank by box area, 0 = the largest), all with the photo's subject.
 """
 from __future__ import annotations
 
@@ -38,22 +43,49 @@ class PhotoTask:
 BOX_CONTEXT = 1.6
 
 
-class PhotoProducer:
-    """PhotoTask -> [FaceExample]. Picklable (MediaPipe graphs are created per process)."""
+# With --multiple_faces=all, face k of image <id> is example <id>#face<k>.
+FACE_ID_SEPARATOR = "#face"
 
-    def __init__(self, dataset: str, labels: dict, face_config: faces.FaceConfig):
+
+def face_example_id(image_id: str, face_index: int) -> str:
+    """``<image id>#face<k>``: the id of face ``k`` (by box area, 0 = largest) of an image."""
+    return f"{image_id}{FACE_ID_SEPARATOR}{face_index}"
+
+
+class PhotoProducer:
+    """PhotoTask -> [FaceExample]. Picklable (MediaPipe graphs are created per process).
+
+    Args:
+      dataset: dataset name; labels: subject -> label.
+      face_config: MediaPipe / alignment settings (``multiple_faces="all"``: one example per
+        face).
+      depth_8bit_scale_mm: mm per unit of 8-bit depth PNGs (0 = skip them as
+        ``depth_not_16bit``).
+    """
+
+    def __init__(self, dataset: str, labels: dict, face_config: faces.FaceConfig,
+                 depth_8bit_scale_mm: float = 0.0):
         self.dataset = dataset
         self.labels = labels
+        self.every_face = face_config.multiple_faces == "all"
+        self.depth_8bit_scale_mm = depth_8bit_scale_mm
         self.preprocess = faces.FacePreprocessor(face_config)
 
+    def _align(self, rgb, depth, where: str) -> list[tuple[int, faces.AlignedFace]]:
+        if self.every_face:
+            return self.preprocess.align_all(rgb, depth, where)
+        return [(0, self.preprocess(rgb, depth, where))]
+
     def __call__(self, task: PhotoTask) -> list[schema.FaceExample]:
+        image_io.check_image_extension(task.rgb_path)
         rgb = image_io.read_rgb(task.rgb_path)
         depth = None
         if task.depth_path:
-            depth = image_io.read_depth_png_mm(task.depth_path, 1.0, expected_shape=rgb.shape[:2])
+            depth = image_io.read_depth_png_mm(task.depth_path, 1.0, expected_shape=rgb.shape[:2],
+                                               depth_8bit_scale_mm=self.depth_8bit_scale_mm)
         if task.landmarks5 is not None:
-            aligned = self.preprocess(rgb, depth, task.example_id,
-                                      landmarks5=np.asarray(task.landmarks5, np.float64))
+            aligned = [(0, self.preprocess(rgb, depth, task.example_id,
+                                           landmarks5=np.asarray(task.landmarks5, np.float64)))]
         elif task.box is not None:
             x, y, w, h = task.box
             side = max(w, h) * BOX_CONTEXT
@@ -62,10 +94,12 @@ class PhotoProducer:
             size = int(round(side))
             crop_rgb = faces.warp_rgb(rgb, matrix, size)
             crop_depth = None if depth is None else faces.warp_depth(depth, matrix, size)
-            aligned = self.preprocess(crop_rgb, crop_depth, task.example_id)
+            aligned = self._align(crop_rgb, crop_depth, task.example_id)
         else:
-            aligned = self.preprocess(rgb, depth, task.example_id)
+            aligned = self._align(rgb, depth, task.example_id)
         return [schema.FaceExample(
-            example_id=task.example_id, rgb=aligned.rgb, depth=aligned.depth, mask=aligned.mask,
-            landmarks5=aligned.landmarks5, label=self.labels[task.subject], subject=task.subject,
-            dataset=self.dataset, domain="real")]
+            example_id=(face_example_id(task.example_id, index) if self.every_face
+                        else task.example_id),
+            rgb=face.rgb, depth=face.depth, mask=face.mask, landmarks5=face.landmarks5,
+            label=self.labels[task.subject], subject=task.subject, dataset=self.dataset,
+            domain="real") for index, face in aligned]

@@ -4,16 +4,19 @@ One task is one frame: a depth file (16-bit mm PNG or Biwi ``.bin``), its RGB fr
 the reader knows (subject, session, attributes, optionally the annotated head centre and
 calibration files). The producer:
 
-1. reads depth (mm) and RGB;
+1. reads depth (mm; a 16-bit PNG, or 8-bit with ``--depth_8bit_scale_mm``, else skipped as
+   ``depth_not_16bit``) and RGB;
 2. puts both on one grid: Biwi depth is registered onto the RGB camera with its calibration
    files; for PNG datasets the RGB frame must be registered to the depth (same size) or, when
    the sizes differ (raw Kinect v2 colour 1920x1080 vs depth 512x424), the depth is
    re-projected onto the colour grid with nominal intrinsics (depth 365 px / colour 84.1 deg
    horizontal field of view) and no baseline: an approximation, good to a few pixels at 1 m,
    documented in BUILD.md;
-3. finds the head centre (annotation, else MediaPipe on RGB, else the depth-only locator) and
-   cuts the dynamic crop ``w = f_x R_x / D`` (:mod:`tf_rgbd.data.kinect`);
-4. labels the crop with MediaPipe (mesh mask + 5 landmarks); without a mesh the mask and
+3. finds the face centre (the annotated head centre moved to the face, else MediaPipe on RGB
+   -- the box then sized from the face mesh --, else the depth-only locator) and cuts the
+   dynamic crop ``w = f_x R_x / D`` (:mod:`tf_rgbd.data.kinect`);
+4. labels the crop with MediaPipe (mesh mask + 5 landmarks: the frame's mesh carried into the
+   crop when step 3 found one, else MediaPipe on the crop); without a mesh the mask and
    landmarks are left unknown (the crop itself is kept).
 """
 from __future__ import annotations
@@ -63,11 +66,13 @@ class FrameTask:
     rgb_calibration: Optional[str] = None
 
 
-def read_depth_mm(path: str) -> np.ndarray:
-    """Depth in mm from a Biwi ``.bin`` or a 16-bit PNG (float32 [H, W], 0 = no data)."""
+def read_depth_mm(path: str, depth_8bit_scale_mm: float = 0.0) -> np.ndarray:
+    """Depth in mm from a Biwi ``.bin`` or a 16-bit PNG (float32 [H, W], 0 = no data); an
+    8-bit PNG only with ``depth_8bit_scale_mm`` > 0 (else SkipExample ``depth_not_16bit``)."""
     if path.lower().endswith(".bin"):
         return image_io.check_depth_mm(biwi_bin.read_depth_bin(path), path)
-    return image_io.read_depth_png_mm(path, scale_mm=1.0)
+    return image_io.read_depth_png_mm(path, scale_mm=1.0,
+                                      depth_8bit_scale_mm=depth_8bit_scale_mm)
 
 
 def _color_intrinsics(width: int, height: int) -> CameraIntrinsics:
@@ -84,21 +89,24 @@ class FrameProducer:
       face_config: MediaPipe settings (for locating and labelling the face).
       use_mediapipe: False = depth-only location and no mask/landmarks.
       focal_px: depth focal length for PNG datasets (0 = nominal by width).
+      depth_8bit_scale_mm: mm per unit of 8-bit depth PNGs (0 = skip them).
     """
 
     def __init__(self, dataset: str, labels: dict, crop: kinect.FaceCropConfig,
                  face_config: faces.FaceConfig, use_mediapipe: bool = True,
-                 focal_px: float = 0.0):
+                 focal_px: float = 0.0, depth_8bit_scale_mm: float = 0.0):
         self.dataset = dataset
         self.labels = labels
         self.crop = crop
         self.use_mediapipe = use_mediapipe
         self.focal_px = focal_px
+        self.depth_8bit_scale_mm = depth_8bit_scale_mm
         self.analyzer = faces.FaceAnalyzer(face_config) if use_mediapipe else None
 
     def _registered_frame(self, task: FrameTask, depth: np.ndarray, rgb: np.ndarray
                           ) -> tuple[np.ndarray, CameraIntrinsics, Optional[tuple]]:
-        """(depth on the RGB grid, intrinsics of that grid, head centre (u, v, D) or None)."""
+        """(depth on the RGB grid, intrinsics of that grid, face centre (u, v, D) from the
+        annotated head pose, or None)."""
         if task.depth_calibration and task.rgb_calibration:
             depth_cal = kinect.read_calibration(task.depth_calibration)
             rgb_cal = kinect.read_calibration(task.rgb_calibration)
@@ -107,13 +115,14 @@ class FrameProducer:
                 rgb_cal.translation, rgb.shape[:2])
             head = None
             if task.pose_path:
-                _, centre = biwi_bin.read_pose(task.pose_path)
-                centre = rgb_cal.rotation @ centre + rgb_cal.translation
-                if centre[2] <= 0:
+                rotation, centre = biwi_bin.read_pose(task.pose_path)
+                face = kinect.face_centre_from_head_centre(centre, rotation)
+                face = rgb_cal.rotation @ face + rgb_cal.translation
+                if face[2] <= 0:
                     raise SkipExample("bad_pose", f"{task.pose_path}: head centre behind the "
                                                   "camera")
-                u, v = rgb_cal.intrinsics.project(centre[None])[0]
-                head = (u, v, float(centre[2]))
+                u, v = rgb_cal.intrinsics.project(face[None])[0]
+                head = (u, v, float(face[2]))
             return registered, rgb_cal.intrinsics, head
         depth_intrinsics = kinect.nominal_intrinsics(depth.shape[1], depth.shape[0],
                                                      self.focal_px or None)
@@ -125,27 +134,31 @@ class FrameProducer:
         return registered, color, None
 
     def __call__(self, task: FrameTask) -> list[schema.FaceExample]:
-        depth = read_depth_mm(task.depth_path)
+        depth = read_depth_mm(task.depth_path, self.depth_8bit_scale_mm)
         rgb = image_io.read_rgb(task.rgb_path)
         depth, intrinsics, head = self._registered_frame(task, depth, rgb)
         if head is None:
-            center, distance, _ = kinect.locate_face(self.analyzer, rgb, depth, intrinsics,
-                                                     self.crop, task.example_id)
+            location = kinect.locate_face(self.analyzer, rgb, depth, intrinsics, self.crop,
+                                          task.example_id)
         else:
-            center, distance = (head[0], head[1]), head[2]
-        crop = kinect.crop_face(depth, intrinsics, center, distance, self.crop, rgb=rgb)
+            location = kinect.FaceLocation((head[0], head[1]), head[2], "annotation")
+        crop = kinect.crop_face(depth, intrinsics, location.center_uv, location.distance_mm,
+                                self.crop, rgb=rgb, landmarks_uv=location.landmarks_uv)
         if not np.any(crop.depth > 0):
             raise InvalidDepthError("no_valid_depth", f"{task.example_id}: the face crop has no depth")
         mask = landmarks = None
-        if self.analyzer is not None:
+        mesh = None
+        if location.mesh is not None:      # the frame's mesh, carried into the crop
+            mesh = faces.transform_points(crop.matrix, location.mesh)
+        elif self.analyzer is not None:
             try:
-                analysis = self.analyzer.analyze(crop.rgb, task.example_id)
+                mesh = self.analyzer.analyze(crop.rgb, task.example_id).mesh
             except SkipExample:
-                analysis = None
-            if analysis is not None and analysis.mesh is not None:
-                size = self.crop.image_size
-                mask = faces.segment_from_mesh(analysis.mesh, size, size)
-                landmarks = analysis.landmarks5.astype(np.float32)
+                mesh = None
+        if mesh is not None:
+            size = self.crop.image_size
+            mask = faces.segment_from_mesh(mesh, size, size)
+            landmarks = faces.landmarks5_from_mesh(mesh).astype(np.float32)
         yaw, pitch, roll = task.yaw_deg, task.pitch_deg, task.roll_deg
         if task.pose_path:
             rotation, _ = biwi_bin.read_pose(task.pose_path)
@@ -220,7 +233,8 @@ def frames_plan(config, dataset: str, tasks: Sequence[FrameTask], default_heldou
                                  face_height_mm=config.face_height_mm)
     producer = FrameProducer(dataset, layout.labels_of(subjects), crop,
                              layout.face_config(config), use_mediapipe=config.use_mediapipe,
-                             focal_px=config.kinect_focal_px)
+                             focal_px=config.kinect_focal_px,
+                             depth_8bit_scale_mm=config.depth_8bit_scale_mm)
     return BuildPlan(
         dataset_name=dataset, class_names=subjects, splits=splits, produce=producer,
         task_name=lambda task: task.depth_path, make_protocols=make_protocols,

@@ -1,11 +1,13 @@
 """Source ``vggface2``: VGGFace2 (2D photographs, 9131 identities).
 
 Layout: ``<input_dir>/train/n000002/0001_01.jpg`` and ``<input_dir>/test/...`` (the split is
-the folder); anywhere under ``input_dir``: ``loose_bb_train.csv`` / ``loose_bb_test.csv``
-(``NAME_ID,X,Y,W,H``), ``loose_landmark_train.csv`` / ``_test.csv`` (``NAME_ID,P1X,P1Y,...,
-P5Y``: left eye, right eye, nose, left and right mouth corner in image coordinates) and
-``identity_meta.csv`` (``Class_ID, Name, Sample_Num, Flag, Gender``; names may contain commas).
-``NAME_ID`` is ``n000002/0001_01``.
+the folder; images in any format OpenCV decodes, :data:`tf_rgbd.data.image_io.IMAGE_EXTENSIONS`,
+every other file of a class folder counted as ``unsupported_extension``); anywhere under
+``input_dir``: ``loose_bb_train.csv`` / ``loose_bb_test.csv`` (``NAME_ID,X,Y,W,H``),
+``loose_landmark_train.csv`` / ``_test.csv`` (``NAME_ID,P1X,P1Y,...,P5Y``: left eye, right
+eye, nose, left and right mouth corner in image coordinates) and ``identity_meta.csv``
+(``Class_ID, Name, Sample_Num, Flag, Gender``; names may contain commas). ``NAME_ID`` is
+``n000002/0001_01``.
 
 Alignment: the provided 5 landmarks when present (then MediaPipe only draws the mask on the
 aligned crop), else MediaPipe inside the loose box, else MediaPipe on the whole image. No depth:
@@ -23,10 +25,10 @@ import re
 from tf_rgbd.data.sources import layout, photos
 from tf_rgbd.data.sources import BuildPlan
 from tf_rgbd.config.data import BuildConfig
+from tf_rgbd.data import image_io
 
 DATASET_NAME = "vggface2"
 SPLITS = ("train", "test")
-IMAGE_PATTERN = r".*\.(jpg|jpeg|png)"
 
 
 def read_identity_meta(path: str) -> dict[str, dict]:
@@ -80,29 +82,28 @@ def find_tasks(config: BuildConfig) -> dict[str, list[photos.PhotoTask]]:
         marks_path = _find_one(root, f"loose_landmark_{split}.csv")
         boxes = read_rows(boxes_path, 4) if boxes_path else {}
         marks = read_rows(marks_path, 10) if marks_path else {}
+        images, others = layout.find_files_in_subject_folders(folder)
         tasks = []
-        for path in layout.find_files(folder, IMAGE_PATTERN):
+        for path in images + others:   # others: skipped by the producer, counted
             relative = os.path.relpath(path, folder).replace(os.sep, "/")
-            parts = relative.split("/")
-            if len(parts) != 2:
-                continue
             name_id = os.path.splitext(relative)[0]
             landmarks = marks.get(name_id)
             tasks.append(photos.PhotoTask(
-                example_id=f"{split}/{name_id}", rgb_path=path, subject=parts[0],
+                example_id=f"{split}/{name_id}", rgb_path=path, subject=relative.split("/")[0],
                 landmarks5=None if landmarks is None else tuple(zip(landmarks[0::2],
                                                                     landmarks[1::2])),
                 box=boxes.get(name_id)))
-        if tasks:
-            splits[split] = tasks
+        if images:
+            splits[split] = sorted(tasks, key=lambda task: task.rgb_path)
     if not splits:
-        raise layout.no_files_error(config, "train|test/<class_id>/<image>.jpg images")
+        raise layout.no_files_error(config, "train|test/<class_id>/<image> images")
     return splits
 
 
 def plan(config: BuildConfig) -> BuildPlan:
     splits = find_tasks(config)
-    subjects = sorted({task.subject for tasks in splits.values() for task in tasks})
+    subjects = sorted({task.subject for tasks in splits.values() for task in tasks
+                       if image_io.is_image_file(task.rgb_path)})
     meta_path = _find_one(config.input_dir, "identity_meta.csv")
     identities = read_identity_meta(meta_path) if meta_path else {}
     return BuildPlan(
@@ -112,4 +113,6 @@ def plan(config: BuildConfig) -> BuildPlan:
         task_name=lambda task: task.rgb_path,
         extra={"identity_names": {s: identities[s]["name"] for s in subjects if s in identities},
                "with_landmarks": {k: sum(t.landmarks5 is not None for t in v)
-                                  for k, v in splits.items()}})
+                                  for k, v in splits.items()},
+               "unsupported_files": sum(not image_io.is_image_file(t.rgb_path)
+                                        for v in splits.values() for t in v)})
