@@ -116,7 +116,7 @@ BNT_Z_TOP_FIRST = ((None, 46.0, 45.0), (44.0, 50.0, 45.0), (43.0, 53.0, 44.0),
 # PINS THE READER'S CURRENT CONVENTION: read_bnt returns the grid in file order, i.e. row 0 is
 # the BOTTOM row of the face. When the reader switches to top-first rows, set this to False;
 # it is used only by test_bnt_row_order_PINS_reader_convention.
-BNT_READER_ROWS_BOTTOM_FIRST = True
+BNT_READER_ROWS_BOTTOM_FIRST = False
 
 
 def test_bnt_bytes_follow_the_documented_layout():

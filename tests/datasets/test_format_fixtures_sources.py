@@ -303,12 +303,6 @@ def test_vggface2_identity_meta_readme_form():
         "n000077": {"name": "Adhyaksa_Dault", "sample_num": 319, "flag": "1", "gender": "m"}}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "read_identity_meta takes Sample_Num, Flag and Gender from the last three comma-separated "
-    "fields; lines that end with a trailing comma (the form documented by the tensorbay "
-    "VGGFace2 loader: 'n000001, \"14th_Dalai_Lama\",424,0, m,') have an empty last field, so "
-    "the name becomes '14th_Dalai_Lama\",424', sample_num the Flag, flag the gender and "
-    "gender ''."))
 def test_vggface2_identity_meta_trailing_commas():
     meta = vggface2.read_identity_meta(fixture("vggface2/identity_meta_trailing_commas.csv"))
     assert meta == {

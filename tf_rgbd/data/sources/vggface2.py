@@ -35,12 +35,15 @@ def read_identity_meta(path: str) -> dict[str, dict]:
     """identity_meta.csv -> {class_id: {name, sample_num, flag, gender}}.
 
     Robust to commas inside names: the first field is the class id and the last three are
-    Sample_Num, Flag and Gender; everything between is the name (quotes stripped).
+    Sample_Num, Flag and Gender; everything between is the name (quotes stripped). A trailing
+    comma (``n000001, "14th_Dalai_Lama",424,0, m,``, a published form) is ignored.
     """
     identities = {}
     with open(path, encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle):
             raw = line.rstrip("\r\n").split(",")
+            while raw and not raw[-1].strip():
+                raw = raw[:-1]
             fields = [field.strip() for field in raw]
             if len(fields) < 5 or (number == 0 and not re.fullmatch(r"n\d+", fields[0])):
                 continue
