@@ -33,21 +33,26 @@ class UserError(Exception):
     """An error in what the user asked for; the message is the whole explanation."""
 
 
-class Preempted(Exception):
-    """Training was stopped by a termination signal after saving a checkpoint."""
-
-
 def _user_error_types() -> tuple[type, ...]:
     """Exception types that mean "the request is wrong", not "the program is wrong"."""
     types: list[type] = [UserError, ValueError, KeyError, FileNotFoundError, NotADirectoryError,
                          IsADirectoryError, PermissionError, absl_flags.Error]
     for module_name, names in (("tf_rgbd.data.errors", ("SkipExample", "BuildError")),
-                               ("tf_rgbd.io_utils", ("LockedError", "DiskFullError"))):
+                               ("tf_rgbd.data.verify", ("CorruptShardError",)),
+                               ("tf_rgbd.data.protocol", ("ProtocolError",)),
+                               ("tf_rgbd.io_utils", ("LockedError", "DiskFullError")),
+                               ("tf_rgbd.models.loading", ("ModelFileError",)),
+                               ("tf_rgbd.training.checkpointing", ("CheckpointError",))):
         module = sys.modules.get(module_name)
         for name in names:
             if module is not None and hasattr(module, name):
                 types.append(getattr(module, name))
     return tuple(types)
+
+
+def _preempted_types() -> tuple[type, ...]:
+    callbacks = sys.modules.get("tf_rgbd.training.callbacks")
+    return (callbacks.PreemptedError,) if callbacks is not None else ()
 
 
 def _wants_traceback() -> bool:
@@ -83,7 +88,7 @@ def run(main: Callable[[Sequence[str]], Optional[int]]) -> None:
     def guarded(argv: Sequence[str]) -> Optional[int]:
         try:
             return main(argv)
-        except Preempted as preempted:
+        except _preempted_types() as preempted:
             print(f"preempted: {preempted}", file=sys.stderr)
             return 0
         except _user_error_types() as error:

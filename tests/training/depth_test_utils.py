@@ -46,7 +46,8 @@ def random_batch(batch_size: int = 4, size: int = IMAGE_SIZE, seed: int = 0) -> 
             "has_depth": tf.ones([batch_size], tf.bool), "has_mask": tf.ones([batch_size], tf.bool)}
 
 
-def write_tiny_dataset(directory: str, size: int = IMAGE_SIZE, train: int = 8, test: int = 4) -> str:
+def write_tiny_dataset(directory: str, size: int = IMAGE_SIZE, train: int = 8, test: int = 4,
+                       train_shards: int = 2) -> str:
     """A schema-v1 dataset (train/test splits, mm depth, masks) written with the project writer."""
     from tf_rgbd.data import schema, writer
 
@@ -61,7 +62,7 @@ def write_tiny_dataset(directory: str, size: int = IMAGE_SIZE, train: int = 8, t
                                    mask=mask)]
 
     results = {"train": writer.write_split(directory, "train", list(range(train)), produce,
-                                           num_shards=2, progress=False),
+                                           num_shards=train_shards, progress=False),
                "test": writer.write_split(directory, "test", list(range(100, 100 + test)),
                                           produce, num_shards=1, progress=False)}
     writer.write_manifest(directory, "tiny", ["s0", "s1"], results)

@@ -131,3 +131,18 @@ class AugmentConfig:
     keep_gt_depth: bool = False
     depth_range_mm: float = 200.0
     dataset_name: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyConfig:
+    """Verifying datasets' shards (``python -m datasets.verify DIR [DIR ...]``).
+
+    Attributes:
+      splits: splits to verify (empty: every split of the manifest).
+      num_threads: shards verified in parallel.
+      check_sha256: compare each shard's sha256 with its sidecar (else: records only).
+    """
+
+    splits: tuple[str, ...] = ()
+    num_threads: int = 4
+    check_sha256: bool = True

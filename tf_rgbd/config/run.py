@@ -12,6 +12,8 @@ STRATEGY_NAMES = ("default", "mirrored", "multi_worker")
 PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 # Keras fit verbosity.
 VERBOSITY = ("auto", "0", "1", "2")
+# What a run does with a shard that fails verification.
+ON_CORRUPT_SHARD = ("fail", "skip")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +44,10 @@ class RunConfig:
       max_to_keep: checkpoints kept.
       image_grid_every_epochs: TensorBoard image grid period in epochs.
       depth_range_mm: span of the pipeline's per-image depth normalisation (mm).
+      verify_shards: check every training/validation shard against its sidecar (sha256,
+        record count) before training starts (parallel, with progress).
+      on_corrupt_shard: a shard that fails verification: fail (stop, naming it) or skip (leave
+        it out, counted and logged, the epoch's example count adjusted); skip verifies first.
       verbose: Keras fit verbosity: auto, 0, 1 or 2.
     """
 
@@ -64,6 +70,8 @@ class RunConfig:
     max_to_keep: int = 3
     image_grid_every_epochs: int = 1
     depth_range_mm: float = 200.0
+    verify_shards: bool = False
+    on_corrupt_shard: str = choice("fail", ON_CORRUPT_SHARD)
     verbose: str = choice("auto", VERBOSITY)
 
     def __post_init__(self):
@@ -79,6 +87,9 @@ class RunConfig:
                              f"steps={self.steps}, steps_per_epoch={self.steps_per_epoch}")
         if self.checkpoint_every_steps < 1 or self.max_to_keep < 1:
             raise ValueError("checkpoint_every_steps and max_to_keep must be >= 1")
+        if self.on_corrupt_shard not in ON_CORRUPT_SHARD:
+            raise ValueError(f"on_corrupt_shard must be one of {ON_CORRUPT_SHARD}, got "
+                             f"{self.on_corrupt_shard!r}")
         if self.num_logical_cpus < 0:
             raise ValueError(f"num_logical_cpus must be >= 0, got {self.num_logical_cpus}")
 

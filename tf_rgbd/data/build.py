@@ -13,6 +13,7 @@ import os
 import time
 
 from tf_rgbd import config as config_lib
+from tf_rgbd import io_utils
 from tf_rgbd.config.data import BuildConfig
 from tf_rgbd.data import preview
 from tf_rgbd.data import protocol as protocol_lib
@@ -20,7 +21,16 @@ from tf_rgbd.data import sources, writer
 
 
 def build_dataset(config: BuildConfig, progress: bool = True) -> dict:
-    """Builds the dataset described by ``config``; returns the manifest (also written to disk)."""
+    """Builds the dataset described by ``config``; returns the manifest (also written to disk).
+
+    The output directory is locked while the build runs: a second build into it is refused
+    (``io_utils.LockedError`` naming the owner); a stale lock of a dead build is taken over.
+    """
+    with io_utils.directory_lock(config.output_dir, f"dataset build ({config.source})"):
+        return _build_dataset(config, progress)
+
+
+def _build_dataset(config: BuildConfig, progress: bool) -> dict:
     started = time.time()
     plan = sources.get_source(config.source).plan(config)
     os.makedirs(config.output_dir, exist_ok=True)

@@ -32,8 +32,10 @@ _PNG_TRAILER = b"IEND\xaeB`\x82"
 _JPEG_TRAILER = b"\xff\xd9"
 
 
-def list_shards(pattern: str, split: Optional[str] = "train") -> list[str]:
-    """Shard files of ``split`` in a dataset directory, or the files matching a glob.
+def list_shards(pattern: str, split: Optional[str] = "train",
+                exclude: Sequence[str] = ()) -> list[str]:
+    """Shard files of ``split`` in a dataset directory, or the files matching a glob, without
+    those named in ``exclude`` (file names or paths: e.g. corrupt shards left out).
 
     Raises:
       FileNotFoundError: nothing matches (the message says what was looked for).
@@ -46,6 +48,10 @@ def list_shards(pattern: str, split: Optional[str] = "train") -> list[str]:
     else:
         files = sorted(path for path in glob.glob(pattern) if not os.path.basename(path).startswith(".tmp-"))
         where = pattern
+    excluded = {os.path.basename(name) for name in exclude}
+    if excluded:
+        files = [path for path in files if os.path.basename(path) not in excluded]
+        where += f" (excluding {len(excluded)} shard(s))"
     if not files:
         raise FileNotFoundError(f"no TFRecord shards match {where}; build the dataset first "
                                 "(python -m datasets.build ...)")
@@ -255,7 +261,8 @@ def make_dataset(pattern: str, split: Optional[str] = "train", batch_size: int =
                  seed: Optional[int] = None, deterministic: Optional[bool] = None,
                  drop_remainder: bool = False, with_metadata: bool = False,
                  depth_range_mm: float = DEFAULT_DEPTH_RANGE_MM,
-                 shuffle_buffer: int = 2048, skip_examples: int = 0) -> tf.data.Dataset:
+                 shuffle_buffer: int = 2048, skip_examples: int = 0,
+                 exclude_shards: Sequence[str] = ()) -> tf.data.Dataset:
     """Builds the batched input pipeline over TFRecord shards.
 
     Args:
@@ -278,6 +285,8 @@ def make_dataset(pattern: str, split: Optional[str] = "train", batch_size: int =
       skip_examples: records to skip after shuffling and repeating, BEFORE decoding (a run
         resumed at step N skips N * batch_size records without decoding them; the augmentation
         of every later record is the one it gets without the skip).
+      exclude_shards: shard file names (or paths) to leave out, e.g. corrupt ones found by
+        ``tf_rgbd.data.verify``.
 
     Returns:
       A dataset of dicts: ``rgb`` float32 [B,S,S,3] in [-1, 1]; ``depth`` (and ``neutral_depth``,
@@ -288,7 +297,7 @@ def make_dataset(pattern: str, split: Optional[str] = "train", batch_size: int =
     unknown = sorted(set(modalities) - set(MODALITIES))
     if unknown:
         raise ValueError(f"unknown modalities {unknown}; choose from {MODALITIES}")
-    files = list_shards(pattern, split)
+    files = list_shards(pattern, split, exclude_shards)
     autotune = tf.data.AUTOTUNE
     file_names = tf.data.Dataset.from_tensor_slices(files)
     if shuffle:

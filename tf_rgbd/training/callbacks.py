@@ -16,10 +16,13 @@ repeated dataset is positioned where the interrupted run stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
-from typing import Any, Callable, Mapping, Optional, Sequence
+import signal
+import threading
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import keras
 import numpy as np
@@ -155,6 +158,79 @@ class NanGuard(keras.callbacks.Callback):
                 f"Last good checkpoint kept: {kept}. Details: {self.report_path}. Lower the "
                 "learning rate, check the input data for NaNs, or disable --mixed_precision, "
                 "then re-run to resume from the kept checkpoint")
+
+
+class PreemptedError(Exception):
+    """Training stopped on a termination signal after saving a checkpoint (programs exit 0)."""
+
+
+class TerminationRequest:
+    """Remembers a termination signal (SIGTERM: what Kubernetes, Slurm and spot VMs send)
+    instead of dying at once, so the step in flight finishes and a checkpoint is saved.
+
+    Use :meth:`installed` around training; the handler is only installed in the main thread
+    (signals are delivered there) and the previous one is put back afterwards.
+    """
+
+    def __init__(self):
+        self.signal_number: Optional[int] = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_number is not None
+
+    def _handle(self, signal_number, frame) -> None:
+        del frame
+        self.signal_number = signal_number
+
+    @contextlib.contextmanager
+    def installed(self, signals: Sequence[int] = (signal.SIGTERM,)) -> Iterator["TerminationRequest"]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {number: signal.signal(number, self._handle) for number in signals}
+        try:
+            yield self
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+
+class PreemptionCheckpoint(keras.callbacks.Callback):
+    """Saves a checkpoint at the current step and stops training when termination was requested.
+
+    At most the step in flight when the signal arrived is lost (it completes, then is saved).
+    Under ``MultiWorkerMirroredStrategy`` pass ``preemption_handler`` (TensorFlow's
+    ``tf.distribute.experimental.PreemptionCheckpointHandler``), which coordinates the save
+    across workers; this callback then keeps the run's global step in the checkpoint current.
+
+    Attributes:
+      preempted_at: the global step saved on preemption (None while not preempted).
+    """
+
+    def __init__(self, run_checkpoint: RunCheckpoint, request: TerminationRequest,
+                 preemption_handler: Any = None):
+        super().__init__()
+        self.run_checkpoint = run_checkpoint
+        self.request = request
+        self.preemption_handler = preemption_handler
+        self.global_step = 0
+        self.preempted_at: Optional[int] = None
+
+    def on_train_begin(self, logs=None):
+        self.global_step = int(self.run_checkpoint.step.numpy())
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.global_step += 1
+        if self.preemption_handler is not None:
+            self.run_checkpoint.step.assign(self.global_step)
+            self.preemption_handler.save_checkpoint_if_preempted()
+            return
+        if self.request.requested and self.preempted_at is None:
+            if not self.run_checkpoint.saving_blocked:
+                self.run_checkpoint.save(self.global_step)
+            self.preempted_at = self.global_step
+            self.model.stop_training = True
 
 
 class TensorBoardImageGrid(keras.callbacks.Callback):

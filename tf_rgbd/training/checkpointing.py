@@ -18,13 +18,32 @@ Checkpoints live in ``<model_dir>/checkpoints/ckpt-<step>``.
 """
 from __future__ import annotations
 
+import contextlib
+import glob
+import logging
 import os
+import re
+import shutil
 from typing import Optional
 
 import keras
 import tensorflow as tf
 
+from tf_rgbd import io_utils
+
 CHECKPOINT_SUBDIR = "checkpoints"
+
+
+def _is_mismatch(error: Exception) -> bool:
+    """A restore error that means "another architecture", not "damaged files"."""
+    if isinstance(error, AssertionError):
+        return True
+    return isinstance(error, ValueError) and ("incompatible" in str(error)
+                                              or "shape" in str(error))
+
+
+class CheckpointError(RuntimeError):
+    """No checkpoint of a run directory can be restored (the message names the directory)."""
 
 
 class SavingBlockedError(RuntimeError):
@@ -79,6 +98,7 @@ class RunCheckpoint:
             # uninterrupted one (Keras' SeedGenerators are not checkpoint-tracked by default).
             trackables = {**trackables, "random_seed_states": seed_states}
         self.checkpoint = tf.train.Checkpoint(step=self.step, **trackables)
+        self.max_to_keep = max_to_keep
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory,
                                                   max_to_keep=max_to_keep)
         self._blocked_reason: Optional[str] = None
@@ -88,29 +108,81 @@ class RunCheckpoint:
         """Prefix of the newest checkpoint (``.../ckpt-<step>``), or None when there is none."""
         return self.manager.latest_checkpoint
 
+    def checkpoints_on_disk(self) -> list[str]:
+        """Checkpoint prefixes in the directory, newest (highest step) first."""
+        prefixes = []
+        for index_file in glob.glob(os.path.join(self.directory, "ckpt-*.index")):
+            match = re.fullmatch(r"ckpt-(\d+)\.index", os.path.basename(index_file))
+            if match:
+                prefixes.append((int(match.group(1)), index_file[:-len(".index")]))
+        return [prefix for _, prefix in sorted(prefixes, reverse=True)]
+
     def restore_latest(self) -> int:
-        """Restores the newest checkpoint, if any.
+        """Restores the newest checkpoint that can be read, if any.
 
         Models and optimisers must be built first (variables that do not exist yet are not
         restored). Every saved object must find its match, so a changed architecture fails
-        loudly here instead of training from a half-restored state.
+        loudly here instead of training from a half-restored state. A checkpoint that cannot be
+        READ (truncated or corrupted files) is moved aside as ``corrupt-ckpt-<step>.*`` with a
+        warning naming it, and the next older one is restored; the good ones are never deleted.
 
         Returns:
           The restored global step, 0 when the directory has no checkpoint.
+
+        Raises:
+          CheckpointError: there are checkpoints and none of them can be read.
+          RuntimeError: a checkpoint does not match the models built for this run.
         """
-        path = self.latest_path
-        if path is None:
+        candidates = self.checkpoints_on_disk()
+        if not candidates:
             self.step.assign(0)
             return 0
-        status = self.checkpoint.restore(path)
-        try:
-            status.assert_existing_objects_matched()
-        except AssertionError as error:
-            raise RuntimeError(
-                f"checkpoint {path} does not match the models/optimisers built for this run "
-                f"({', '.join(self.trackable_names)}): {error}. Use a fresh --model_dir or the "
-                "configuration the run was started with (see its config.json)") from error
-        return int(self.step.numpy())
+        failures, unreadable = [], []
+        for path in candidates:
+            try:
+                status = self.checkpoint.restore(path)
+                status.assert_existing_objects_matched()
+            except Exception as error:  # noqa: BLE001 (classified below)
+                if _is_mismatch(error):
+                    raise RuntimeError(
+                        f"checkpoint {path} does not match the models/optimisers built for this "
+                        f"run ({', '.join(self.trackable_names)}): {error}. Use a fresh "
+                        "--model_dir or the configuration the run was started with (see its "
+                        "config.json)") from error
+                # IndexError ("Read less bytes than requested"), DataLossError, ...: unreadable.
+                reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+                logging.warning("checkpoint %s cannot be read (%s); falling back to the previous "
+                                "one", path, reason)
+                failures.append(f"{os.path.basename(path)} ({reason})")
+                unreadable.append(path)
+                continue
+            # Found a good one: the newer, unreadable ones are moved aside (kept for a look).
+            for bad in unreadable:
+                logging.warning("moving unreadable checkpoint %s aside as corrupt-%s", bad,
+                                os.path.basename(bad))
+                self._quarantine(bad)
+            if unreadable:
+                self._rewrite_state()
+            return int(self.step.numpy())
+        raise CheckpointError(
+            f"no checkpoint in {self.directory} can be restored ({'; '.join(failures)}); "
+            "nothing was changed there: move the run directory aside (or use a fresh "
+            "--model_dir) to start over")
+
+    def _quarantine(self, prefix: str) -> None:
+        folder, name = os.path.split(prefix)
+        for path in glob.glob(prefix + ".*"):
+            suffix = os.path.basename(path)[len(name):]
+            os.replace(path, os.path.join(folder, f"corrupt-{name}{suffix}"))
+
+    def _rewrite_state(self) -> None:
+        """Points the CheckpointManager's state file at the readable checkpoints only."""
+        surviving = list(reversed(self.checkpoints_on_disk()))
+        if surviving:
+            tf.compat.v1.train.update_checkpoint_state(
+                self.directory, surviving[-1], all_model_checkpoint_paths=surviving)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory,
+                                                  max_to_keep=self.max_to_keep)
 
     def restore(self, path: str, expect_partial: bool = False) -> int:
         """Restores a specific checkpoint prefix; returns its global step."""
@@ -130,7 +202,30 @@ class RunCheckpoint:
         if self._blocked_reason is not None:
             raise SavingBlockedError(f"not saving step {step}: {self._blocked_reason}")
         self.step.assign(int(step))
-        return self.manager.save(checkpoint_number=int(step))
+        try:
+            return self.manager.save(checkpoint_number=int(step))
+        except Exception as error:  # noqa: BLE001 (TF reports a full disk as UnknownError etc.)
+            prefix = os.path.join(self.directory, f"ckpt-{int(step)}")
+            self._remove_partial(prefix)
+            if io_utils.is_disk_full(error):
+                raise io_utils.DiskFullError(prefix, self._size_estimate(), "checkpoint",
+                                             cause=" ".join(str(error).split())[:200]) from error
+            raise
+
+    def _remove_partial(self, prefix: str) -> None:
+        """Removes what a failed save of ``prefix`` left (its files and temporary folders)."""
+        for path in glob.glob(prefix + ".*") + glob.glob(prefix + "_temp*"):
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+
+    def _size_estimate(self) -> Optional[int]:
+        """Bytes of the newest complete checkpoint (what the next one will need, roughly)."""
+        for prefix in self.checkpoints_on_disk():
+            return sum(os.path.getsize(path) for path in glob.glob(prefix + ".*"))
+        return None
 
     def block_saving(self, reason: str) -> None:
         """Refuses every later :meth:`save` (keeps the last good checkpoint the newest)."""

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from tf_rgbd.config.depthnet import (DepthLossWeights, DepthModelConfig, DepthTrainingConfig,
                                      OptimizerConfig)
-from tf_rgbd.data import pipeline
+from tf_rgbd.data import pipeline, verify
 from tf_rgbd.models import loading
 from tf_rgbd.models.depthnet import DepthNetGenerator
 from tf_rgbd.models.discriminators import PatchDiscriminator
@@ -133,7 +133,8 @@ class DepthTrainingTask(runner.TrainingTask):
             run.data_dir, run.train_split, batch_size=run.batch_size,
             image_size=self.config.model.image_size, augment=run.augment, shuffle=True,
             repeat=True, seed=run.seed, deterministic=True, drop_remainder=True,
-            depth_range_mm=run.depth_range_mm, skip_examples=skip_examples)
+            depth_range_mm=run.depth_range_mm, skip_examples=skip_examples,
+            exclude_shards=context.excluded_shards)
 
     def validation_dataset(self, context: runner.RunContext
                            ) -> Optional[Callable[[], tf.data.Dataset]]:
@@ -145,7 +146,9 @@ class DepthTrainingTask(runner.TrainingTask):
             raise KeyError(f"{run.data_dir}: no validation split {run.val_split!r}; it has "
                            f"{sorted(splits)} (--val_split='' disables validation)")
         drop_remainder = context.replicas > 1
-        examples = splits[run.val_split]["example_count"]
+        examples = (verify.good_example_count(run.data_dir, run.val_split,
+                                              context.excluded_shards)
+                    if context.excluded_shards else splits[run.val_split]["example_count"])
         batches = (examples // run.batch_size if drop_remainder
                    else math.ceil(examples / run.batch_size))
         if batches == 0:
@@ -158,7 +161,8 @@ class DepthTrainingTask(runner.TrainingTask):
             dataset = pipeline.make_dataset(
                 run.data_dir, run.val_split, batch_size=run.batch_size,
                 image_size=self.config.model.image_size, deterministic=True,
-                drop_remainder=drop_remainder, depth_range_mm=run.depth_range_mm)
+                drop_remainder=drop_remainder, depth_range_mm=run.depth_range_mm,
+                exclude_shards=context.excluded_shards)
             # A known length spares Keras' "input ran out of data" warning every epoch.
             return dataset.apply(tf.data.experimental.assert_cardinality(batches))
 

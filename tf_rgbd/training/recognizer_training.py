@@ -86,7 +86,8 @@ class RecognizerTrainingTask(runner.TrainingTask):
             run.data_dir, split=run.train_split, batch_size=run.batch_size,
             image_size=self.experiment.model.image_size, modalities=self.input_keys,
             augment=run.augment, shuffle=True, repeat=True, seed=run.seed, deterministic=True,
-            drop_remainder=True, depth_range_mm=run.depth_range_mm, skip_examples=skip_examples)
+            drop_remainder=True, depth_range_mm=run.depth_range_mm, skip_examples=skip_examples,
+            exclude_shards=context.excluded_shards)
 
     def callbacks(self, context: runner.RunContext, built: runner.BuiltTrainer,
                   log_dir: str) -> list[keras.callbacks.Callback]:
@@ -96,7 +97,8 @@ class RecognizerTrainingTask(runner.TrainingTask):
         preview = next(iter(pipeline.make_dataset(
             run.data_dir, split=run.train_split, batch_size=4,
             image_size=self.experiment.model.image_size, modalities=self.input_keys,
-            deterministic=True, depth_range_mm=run.depth_range_mm)))
+            deterministic=True, depth_range_mm=run.depth_range_mm,
+            exclude_shards=context.excluded_shards)))
         return [callbacks_lib.TensorBoardImageGrid(
             log_dir, preview, attention_grid_renderer(self.depth_key),
             every_n_epochs=run.image_grid_every_epochs)]

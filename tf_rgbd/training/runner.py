@@ -37,7 +37,7 @@ import tensorflow as tf
 from tf_rgbd import config as config_lib
 from tf_rgbd import io_utils
 from tf_rgbd.config.run import RunConfig
-from tf_rgbd.data import pipeline
+from tf_rgbd.data import pipeline, verify
 from tf_rgbd.training import callbacks as callbacks_lib
 from tf_rgbd.training import strategy as strategy_lib
 from tf_rgbd.training.checkpointing import RunCheckpoint
@@ -59,6 +59,8 @@ class RunContext:
       steps_per_epoch: optimiser steps per epoch.
       total_steps: optimiser steps of the whole run.
       loss_scaling: the policy is mixed_float16 (optimisers need a LossScaleOptimizer).
+      excluded_shards: shard names left out after failing verification (pass them to
+        ``make_dataset(exclude_shards=...)``).
     """
 
     config: Any
@@ -68,6 +70,7 @@ class RunContext:
     steps_per_epoch: int
     total_steps: int
     loss_scaling: bool
+    excluded_shards: tuple[str, ...] = ()
 
     @property
     def replicas(self) -> int:
@@ -194,14 +197,40 @@ def merge_histories(histories: Sequence[keras.callbacks.History]) -> dict[str, l
     return merged
 
 
+def _verified_exclusions(run_config: RunConfig, manifest: Mapping[str, Any]) -> list[str]:
+    """Shards to leave out (``on_corrupt_shard=skip``) after verifying the run's splits;
+    raises naming the bad shards with ``on_corrupt_shard=fail``."""
+    if not (run_config.verify_shards or run_config.on_corrupt_shard == "skip"):
+        return []
+    splits = [run_config.train_split] + ([run_config.val_split] if run_config.val_split
+                                         and run_config.val_split in manifest["splits"] else [])
+    report = verify.verify_dataset(run_config.data_dir, splits,
+                                   num_threads=max(2, os.cpu_count() or 1),
+                                   progress=run_config.keras_verbose not in (0, 2))
+    if report.ok:
+        logging.info("verified %d shards of %s", len(report.checks), run_config.data_dir)
+        return []
+    if run_config.on_corrupt_shard == "fail":
+        raise verify.corrupt_shard_error(report, "--verify_shards")
+    for check in report.bad:
+        logging.warning("leaving out corrupt shard %s", check.describe())
+    return report.bad_names()
+
+
 def run(config: Any, task: TrainingTask,
         extra_callbacks: Sequence[keras.callbacks.Callback] = (),
         strategy: Optional[tf.distribute.Strategy] = None) -> RunResult:
     """Trains (or resumes) one run of ``task`` as ``config`` (which has a ``run`` RunConfig).
 
+    The run directory is locked for the duration (by the chief only, under multi-worker
+    training): a second training into the same ``model_dir`` is refused.
+
     Raises:
       ValueError / KeyError: missing directories, unknown splits, an incompatible run directory.
+      io_utils.LockedError: another live process trains into the same run directory.
+      verify.CorruptShardError: corrupt shards (named) with ``on_corrupt_shard=fail``.
       callbacks.NonFiniteLossError: a loss became NaN/inf (last good checkpoint kept).
+      callbacks.PreemptedError: SIGTERM arrived; a checkpoint of the current step was saved.
     """
     run_config: RunConfig = config.run
     if not run_config.data_dir or not run_config.model_dir:
@@ -211,8 +240,21 @@ def run(config: Any, task: TrainingTask,
     if run_config.train_split not in manifest["splits"]:
         raise KeyError(f"{run_config.data_dir}: no split {run_config.train_split!r}; splits are "
                        f"{sorted(manifest['splits'])} (--train_split)")
+    if not strategy_lib.is_chief_from_tf_config():
+        return _run(config, task, manifest, extra_callbacks, strategy)
+    with io_utils.directory_lock(run_config.model_dir, f"training ({task.name})"):
+        return _run(config, task, manifest, extra_callbacks, strategy)
+
+
+def _run(config: Any, task: TrainingTask, manifest: Mapping[str, Any],
+         extra_callbacks: Sequence[keras.callbacks.Callback],
+         strategy: Optional[tf.distribute.Strategy]) -> RunResult:
+    run_config: RunConfig = config.run
     config = task.prepare_config(config, manifest)
-    example_count = manifest["splits"][run_config.train_split]["example_count"]
+    excluded = _verified_exclusions(run_config, manifest)
+    example_count = (verify.good_example_count(run_config.data_dir, run_config.train_split,
+                                               excluded) if excluded
+                     else manifest["splits"][run_config.train_split]["example_count"])
     steps_per_epoch, total_steps = schedule(run_config, example_count)
 
     model_dir = run_config.model_dir
@@ -227,10 +269,11 @@ def run(config: Any, task: TrainingTask,
                                                        run_config.num_logical_cpus or None)
     previous_policy = keras.mixed_precision.global_policy().name
     keras.utils.set_random_seed(run_config.seed)
+    termination = callbacks_lib.TerminationRequest()
     try:
         loss_scaling = set_precision_policy(run_config.mixed_precision)
         context = RunContext(config, run_config, strategy, manifest, steps_per_epoch,
-                             total_steps, loss_scaling)
+                             total_steps, loss_scaling, tuple(excluded))
         with strategy.scope():
             built = task.build(context)
             checkpoint = RunCheckpoint(model_dir, max_to_keep=run_config.max_to_keep,
@@ -247,9 +290,12 @@ def run(config: Any, task: TrainingTask,
                      context.replicas, run_config.mixed_precision)
 
         log_dir = os.path.join(model_dir, LOG_SUBDIR)
+        preemption = callbacks_lib.PreemptionCheckpoint(
+            checkpoint, termination, strategy_lib.preemption_handler(strategy, checkpoint))
         callbacks: list[keras.callbacks.Callback] = [
             callbacks_lib.NanGuard(checkpoint),
             callbacks_lib.CheckpointCallback(checkpoint, run_config.checkpoint_every_steps),
+            preemption,
             keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False),
             *task.callbacks(context, built, log_dir), *extra_callbacks]
 
@@ -263,9 +309,17 @@ def run(config: Any, task: TrainingTask,
 
         phases = callbacks_lib.resume_phases(start_step, total_steps, steps_per_epoch)
         started = time.time()
-        histories = callbacks_lib.fit_resumable(built.trainer, dataset_fn, phases, callbacks,
-                                                validation_fn, verbose=run_config.keras_verbose)
+        splits = [run_config.train_split] + ([run_config.val_split] if validation else [])
+        with termination.installed(), verify.naming_corrupt_shards(run_config.data_dir, splits):
+            histories = callbacks_lib.fit_resumable(built.trainer, dataset_fn, phases,
+                                                    callbacks, validation_fn,
+                                                    verbose=run_config.keras_verbose)
         seconds = time.time() - started
+        if preemption.preempted_at is not None:
+            raise callbacks_lib.PreemptedError(
+                f"signal {termination.signal_number} received; checkpoint saved at step "
+                f"{preemption.preempted_at} of {total_steps} in {checkpoint.directory}; re-run "
+                "the same command to resume")
         outputs = task.save_outputs(built, context)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
@@ -275,6 +329,8 @@ def run(config: Any, task: TrainingTask,
     summary = {"task": task.name, "start_step": start_step, "total_steps": total_steps,
                "steps_per_epoch": steps_per_epoch, "seconds": round(seconds, 1),
                "replicas": context.replicas, "mixed_precision": run_config.mixed_precision,
+               "examples_per_epoch_source": example_count,
+               "excluded_shards": list(excluded),
                "final_epoch_metrics": final, "outputs": outputs, **task.summary_extra(context)}
     io_utils.atomic_write_json(os.path.join(model_dir, SUMMARY_FILE), summary)
     result = RunResult(model_dir, config, start_step, total_steps, steps_per_epoch, seconds,

@@ -22,6 +22,10 @@ function fail with "You must feed a value for placeholder tensor".
 """
 from __future__ import annotations
 
+import json
+import logging
+import os
+import sys
 from typing import Optional, Sequence
 
 import keras
@@ -85,6 +89,50 @@ def build_strategy(name: str = "default",
     return tf.distribute.MirroredStrategy(
         [device.name for device in cpus],
         cross_device_ops=tf.distribute.ReductionToOneDevice(reduce_to_device=cpus[0].name))
+
+
+def is_chief_from_tf_config(tf_config: Optional[str] = None) -> bool:
+    """Whether this process is the chief of a ``TF_CONFIG`` cluster (True without one).
+
+    Read from the environment (no TensorFlow call), so it can decide before any device is
+    initialised. The chief is task ``chief`` (any index), or ``worker`` 0 when the cluster has
+    no ``chief`` task (MultiWorkerMirroredStrategy's convention).
+    """
+    text = os.environ.get("TF_CONFIG", "") if tf_config is None else tf_config
+    if not text:
+        return True
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({error}): {text[:200]}") from error
+    task = spec.get("task") or {}
+    task_type, task_index = task.get("type"), int(task.get("index", 0))
+    if task_type is None or task_type == "chief":
+        return True
+    cluster = spec.get("cluster") or {}
+    return task_type == "worker" and task_index == 0 and "chief" not in cluster
+
+
+def preemption_handler(strategy: tf.distribute.Strategy, run_checkpoint):
+    """TensorFlow's PreemptionCheckpointHandler for multi-worker runs (None otherwise).
+
+    Under ``MultiWorkerMirroredStrategy`` a SIGTERM to any worker makes every worker save the
+    same checkpoint at the same step (the handler agrees on it over the cluster), after which
+    they exit with status 0. Single-process runs use ``callbacks.PreemptionCheckpoint``'s own
+    signal handling instead.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return None
+
+    def exit_after_saving():
+        logging.warning("preempted: checkpoint saved in %s; exiting (re-run to resume)",
+                        run_checkpoint.directory)
+        sys.exit(0)
+
+    return tf.distribute.experimental.PreemptionCheckpointHandler(
+        strategy.cluster_resolver, run_checkpoint.manager,
+        termination_config=tf.distribute.experimental.TerminationConfig(
+            exit_fn=exit_after_saving))
 
 
 def replica_scaled(loss: tf.Tensor) -> tf.Tensor:
