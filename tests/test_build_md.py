@@ -30,7 +30,7 @@ FIXTURES = ROOT / "tests" / "data" / "fixtures"
 
 # Programs that read what earlier commands wrote, in the order they must run.
 PIPELINE_ORDER = {
-    "datasets.build": 0, "training.train_depthnet": 1, "training.evaluate_depth": 2,
+    "datasets.build": 0, "datasets.verify": 1, "training.train_depthnet": 1, "training.evaluate_depth": 2,
     "training.augment_dataset": 2, "training.train_recognizer": 3,
     "training.evaluate_recognizer": 4, "export.export": 5, "export.verify": 6,
     "export.identify": 7, "bench.ablation_table": 4,
@@ -38,6 +38,7 @@ PIPELINE_ORDER = {
 # Size flags appended to each program's command.
 TINY = {
     "datasets.build": ["--image_size=32", "--num_workers=1", "--use_mediapipe=false"],
+    "datasets.verify": ["--num_threads=2"],
     "training.train_depthnet": [
         "--image_size=32", "--batch_size=4", "--steps=2", "--steps_per_epoch=2",
         "--base_filters=4", "--max_filters=8", "--discriminator_filters=4",
