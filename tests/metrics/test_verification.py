@@ -54,3 +54,13 @@ def test_table_prints_nan_for_unmeasurable_far():
     table = verification.format_verification_table({"RGB": result})
     assert "TAR@1e-05" in table.splitlines()[0]
     assert table.splitlines()[2].split()[1] == "nan"
+
+
+def test_auc_counts_a_tie_as_one_half_and_matches_the_pair_count_definition():
+    assert verification.area_under_roc([0.5], [0.5]) == pytest.approx(0.5)
+    rng = np.random.default_rng(0)
+    genuine, impostor = rng.normal(1, 1, 40).round(1), rng.normal(0, 1, 60).round(1)
+    # AUC = P(genuine > impostor) + P(tie) / 2 over every genuine-impostor pair.
+    greater = (genuine[:, None] > impostor[None, :]).mean()
+    ties = (genuine[:, None] == impostor[None, :]).mean()
+    assert verification.area_under_roc(genuine, impostor) == pytest.approx(greater + ties / 2)

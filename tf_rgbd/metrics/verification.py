@@ -4,6 +4,9 @@ Scores are similarities (higher = more alike). A pair is *genuine* when probe an
 the identity, an *impostor* pair otherwise. A pair is accepted when its score is strictly above
 the threshold.
 
+ROC and AUC come from scikit-learn; TAR@FAR and the EER are computed here because their rules
+are the project's own:
+
 TAR@FAR: with I impostor pairs, at most k = floor(FAR * I) of them may be accepted, so the
 threshold is the (k+1)-th highest impostor score (accept iff score > threshold; ties at the
 threshold are rejected, so the measured FAR never exceeds the target). When I * FAR < 1 the
@@ -16,6 +19,7 @@ import math
 from typing import Mapping, Sequence
 
 import numpy as np
+from sklearn import metrics as sklearn_metrics
 
 DEFAULT_FAR_TARGETS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
@@ -61,18 +65,10 @@ def roc_curve(genuine: Sequence[float], impostor: Sequence[float]
     if len(genuine) == 0 or len(impostor) == 0:
         raise ValueError(f"ROC needs genuine and impostor pairs, got {len(genuine)} genuine and "
                          f"{len(impostor)} impostor")
-    scores = np.concatenate([genuine, impostor])
-    is_genuine = np.concatenate([np.ones(len(genuine)), np.zeros(len(impostor))])
-    order = np.argsort(-scores, kind="mergesort")
-    scores, is_genuine = scores[order], is_genuine[order]
-    # Last index of each run of equal scores: all of them are accepted together.
-    last_of_value = np.r_[np.nonzero(np.diff(scores))[0], len(scores) - 1]
-    true_accepts = np.cumsum(is_genuine)[last_of_value]
-    false_accepts = (last_of_value + 1) - true_accepts
-    far = np.r_[0.0, false_accepts / len(impostor)]
-    tar = np.r_[0.0, true_accepts / len(genuine)]
-    thresholds = np.r_[np.inf, scores[last_of_value]]
-    return far, tar, thresholds
+    far, tar, thresholds = sklearn_metrics.roc_curve(
+        np.r_[np.ones(len(genuine)), np.zeros(len(impostor))], np.r_[genuine, impostor],
+        drop_intermediate=False)
+    return far, tar, thresholds.astype(np.float64)
 
 
 def equal_error_rate(genuine: Sequence[float], impostor: Sequence[float]) -> float:
@@ -89,8 +85,12 @@ def equal_error_rate(genuine: Sequence[float], impostor: Sequence[float]) -> flo
 
 
 def area_under_roc(genuine: Sequence[float], impostor: Sequence[float]) -> float:
-    far, tar, _ = roc_curve(genuine, impostor)
-    return float(np.trapz(tar, far))
+    """Area under the ROC (scikit-learn; a tie between a genuine and an impostor score counts
+    one half)."""
+    genuine = np.asarray(genuine, np.float64)
+    impostor = np.asarray(impostor, np.float64)
+    return float(sklearn_metrics.roc_auc_score(
+        np.r_[np.ones(len(genuine)), np.zeros(len(impostor))], np.r_[genuine, impostor]))
 
 
 @dataclasses.dataclass(frozen=True)
