@@ -25,7 +25,7 @@ $(STAMP): setup.py
 	@touch $@
 
 test: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest tests -n $(PYTEST_WORKERS) --durations=15
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest tests -n $(PYTEST_WORKERS) --dist worksteal --durations=25
 
 demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m training.demo --output_dir=$(DEMO_DIR)

@@ -14,3 +14,25 @@ if _cpus:
             _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
     except RuntimeError:
         pass  # already initialised (e.g. a plugin touched TF first): distribution tests skip
+
+
+# The longest tests (minutes each on CI's 2 cores) start first, so that with
+# `pytest -n 2 --dist worksteal` the other worker drains the short ones meanwhile instead of
+# idling while one long test runs at the end. Prefixes of node ids, longest first.
+LONG_RUNNING_FIRST = (
+    "tests/test_build_md.py::test_the_documented_pipeline_commands_run_in_order",
+    "tests/test_build_md.py::test_the_documented_standalone_commands_run",
+    "tests/training/test_runner.py",
+    "tests/training/test_rgbd_trainer.py",
+    "tests/reliability/test_process_faults.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def rank(item):
+        for index, prefix in enumerate(LONG_RUNNING_FIRST):
+            if item.nodeid.startswith(prefix):
+                return index
+        return len(LONG_RUNNING_FIRST)
+
+    items.sort(key=rank)  # stable: the file order is kept within each rank

@@ -65,6 +65,28 @@ def random_seed_states(trackables) -> list:
     return states
 
 
+WEIGHTS_SUFFIX = "_weights"
+
+
+def weights_by_path(layer: keras.layers.Layer) -> dict[str, tf.Variable]:
+    """Every variable of a Keras layer/model (trainable, BatchNorm statistics, seeds...) keyed by
+    its Keras path with ``/`` written as ``.`` (checkpoint-key safe).
+
+    ``tf.train.Checkpoint`` follows a Keras 3 model's attributes, but not layers kept in Python
+    dicts (the recognizer's per-branch encoders): without this map their variables were saved
+    only as the optimiser's references to its trainable variables, and their BatchNorm moving
+    statistics not at all.
+    """
+    variables: dict[str, tf.Variable] = {}
+    for variable in layer.weights:
+        key = variable.path.replace("/", ".")
+        if key in variables and variables[key] is not variable:
+            raise ValueError(f"{layer.name}: two variables share the path {variable.path!r}; "
+                             "give the layers unique names")
+        variables[key] = variable
+    return variables
+
+
 class RunCheckpoint:
     """Checkpoints models, optimisers and a global step counter of one run directory.
 
@@ -93,6 +115,10 @@ class RunCheckpoint:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         self.trackable_names = tuple(sorted(trackables))
         seed_states = random_seed_states(trackables.values())
+        for name, trackable in list(trackables.items()):
+            if isinstance(trackable, keras.layers.Layer):
+                trackables[f"{name}{WEIGHTS_SUFFIX}"] = tf.train.Checkpoint(
+                    **weights_by_path(trackable))
         if seed_states:
             # Dropout's random state: without it a resumed run draws other masks than the
             # uninterrupted one (Keras' SeedGenerators are not checkpoint-tracked by default).
@@ -185,12 +211,20 @@ class RunCheckpoint:
                                                   max_to_keep=self.max_to_keep)
 
     def restore(self, path: str, expect_partial: bool = False) -> int:
-        """Restores a specific checkpoint prefix; returns its global step."""
+        """Restores a specific checkpoint prefix; returns its global step.
+
+        Every object of this checkpoint (every model variable) must be found in the file, or a
+        RuntimeError names what did not match. ``expect_partial`` only allows the file to hold
+        more (e.g. the optimisers, when loading a model for evaluation).
+        """
         status = self.checkpoint.restore(path)
         if expect_partial:
             status.expect_partial()
-        else:
+        try:
             status.assert_existing_objects_matched()
+        except AssertionError as error:
+            raise RuntimeError(f"checkpoint {path} does not match the models built for it "
+                               f"({', '.join(self.trackable_names)}): {error}") from error
         return int(self.step.numpy())
 
     def save(self, step: int) -> str:

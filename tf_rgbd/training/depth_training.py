@@ -27,7 +27,7 @@ from tf_rgbd.models.discriminators import PatchDiscriminator
 from tf_rgbd.training import callbacks as callbacks_lib
 from tf_rgbd.training import runner
 from tf_rgbd.training.cgan_trainer import build_cgan_trainer
-from tf_rgbd.training.checkpointing import CHECKPOINT_SUBDIR
+from tf_rgbd.training.checkpointing import CHECKPOINT_SUBDIR, RunCheckpoint
 from tf_rgbd.training.depth_trainer import DepthTrainerBase
 from tf_rgbd.training.depthnet_gan import DepthNetGAN
 
@@ -98,11 +98,12 @@ def initialize_from(trainer: DepthTrainerBase, path: str) -> str:
         return f"generator weights from {path}"
     models = {name: value for name, value in trainer.checkpoint_trackables().items()
               if "optimizer" not in name}
-    status = tf.train.Checkpoint(**models).restore(path)
-    status.expect_partial()
+    # The source run's checkpoint object (its directory is only read): every model variable,
+    # normalisation statistics included, must be found in the file.
+    source_run_dir = os.path.dirname(os.path.dirname(os.path.abspath(path)))
     try:
-        status.assert_existing_objects_matched()
-    except AssertionError as error:
+        RunCheckpoint(source_run_dir, **models).restore(path, expect_partial=True)
+    except RuntimeError as error:
         raise ValueError(f"--init_from={path}: checkpoint does not match this run's models "
                          f"({error})") from error
     return f"models from checkpoint {path}"
