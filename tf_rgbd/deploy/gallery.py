@@ -221,7 +221,8 @@ class Gallery:
 
     Args:
       path: the SQLite file (created with ``create=True`` when missing).
-      model: the model whose embeddings are stored; checked against the file's.
+      model: the model whose embeddings are stored; checked against the file's. None: take
+        the file's (an existing gallery; for listing and removing without loading the model).
       create: create a missing file (False: a missing file is a ``FileNotFoundError``).
       busy_timeout_s: how long to wait for another writer's transaction.
     Raises:
@@ -229,7 +230,7 @@ class Gallery:
       GalleryError: the file is not a gallery (not SQLite, or another schema).
     """
 
-    def __init__(self, path: str, model: ModelIdentity, create: bool = True,
+    def __init__(self, path: str, model: Optional[ModelIdentity], create: bool = True,
                  busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S):
         self.path = os.path.abspath(path)
         self.model = model
@@ -302,6 +303,9 @@ class Gallery:
         tables = {row[0] for row in self._connection.execute(
             "SELECT name FROM sqlite_master WHERE type='table'")}
         meta = self._meta() if "meta" in tables else {}
+        if "model_sha256" not in meta and self.model is None:
+            raise GalleryError(f"{self.path} is not a gallery yet (nothing enrolled); enrol a "
+                               "subject first")
         if "model_sha256" not in meta:
             if tables - {"meta", "subjects", "enrolments", "embeddings"}:
                 raise GalleryError(f"{self.path} is an SQLite file but not a gallery (tables "
@@ -322,6 +326,10 @@ class Gallery:
             raise GalleryError(f"{self.path}: gallery schema version {meta.get('schema_version')}"
                                f", this code reads {SCHEMA_VERSION}")
         dims = json.loads(meta["embedding_dims"])
+        if self.model is None:   # list / remove: the gallery's own model
+            self.model = ModelIdentity(meta["model_sha256"], dims,
+                                       meta.get("model_description", ""))
+            return
         if meta["model_sha256"] != self.model.sha256 or dims != dict(self.model.dims):
             raise ModelMismatchError(
                 f"gallery {self.path} was enrolled with model {meta['model_sha256'][:12]} "
