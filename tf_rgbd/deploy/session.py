@@ -119,6 +119,7 @@ class _KerasBackend(_Backend):
     name = "keras"
 
     def __init__(self, path: str):
+        from tf_rgbd.deploy import graphs  # noqa: F401,PLC0415 (registers the graph layers)
         model = loading.load_keras_model(path)
         if not isinstance(model.inputs, (list, tuple)) or not model.inputs:
             raise ArtefactError(f"{path}: a {type(model).__name__} without symbolic inputs; "
