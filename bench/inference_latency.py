@@ -6,7 +6,8 @@
 
 For each graph x artefact (backend, precision) x batch size: p50 / p90 wall-clock latency of
 ``InferenceSession.run`` (ms, after warm-up runs), throughput (images/s at p50), the ratio of
-p50 to the Keras graph's at the same batch (``x keras``), an int8 artefact's ratio to its fp32
+p50 to the Keras graph's at the same batch (``x keras``: the ``.keras`` graph through
+``tf.function``; ``keras_eager`` is ``InferenceSession``'s eager call of it), an int8 artefact's ratio to its fp32
 counterpart (``onnx_int8`` / ``onnx``, ``tflite_int8`` / ``tflite_fp32``), file sizes (and
 int8 size ratios) and each artefact's parity result as recorded by the export. Inputs are
 random tensors of the graph's input shapes (latency does not depend on content). With
@@ -63,15 +64,40 @@ def _time(session, batch: int, config: InferenceLatencyConfig) -> dict:
             "images_per_s": round(batch * 1000.0 / p50, 1)}
 
 
-def _session(export_dir: str, entry: dict, num_threads: int):
+class KerasGraphMode:
+    """The ``.keras`` graph called through ``tf.function`` (graph mode, what ``model.predict``
+    runs): the Keras reference every ratio is taken to. ``InferenceSession`` calls Keras
+    models eagerly, which on these graphs is dominated by per-op Python overhead; it is
+    measured too, as ``keras_eager``."""
+
+    backend = "keras"
+
+    def __init__(self, path: str, session):
+        import tensorflow as tf  # noqa: PLC0415
+
+        from tf_rgbd.deploy import graphs  # noqa: F401,PLC0415 (registers the graph layers)
+        from tf_rgbd.models import loading  # noqa: PLC0415
+        model = loading.load_keras_model(path)
+        self.input_specs = session.input_specs
+        self._forward = tf.function(lambda inputs: model(inputs, training=False),
+                                    reduce_retracing=True)
+
+    def run(self, inputs: dict) -> dict:
+        return {name: value.numpy() for name, value in self._forward(inputs).items()}
+
+
+def _session(export_dir: str, entry: dict, config: InferenceLatencyConfig):
     from tf_rgbd.deploy.session import InferenceSession  # noqa: PLC0415
     kwargs = {}
     if entry.get("tflite_op_resolver"):
         kwargs["tflite_op_resolver"] = entry["tflite_op_resolver"]
+    if entry["format"] == "tflite_int8" and config.tflite_int8_resolver != "auto":
+        kwargs["tflite_op_resolver"] = config.tflite_int8_resolver.upper()
     if entry.get("runtime") == "onnxruntime":
         kwargs["providers"] = ["CPUExecutionProvider"]
-    return InferenceSession(os.path.join(export_dir, entry["path"]),
-                            num_threads=num_threads or None, **kwargs)
+    session = InferenceSession(os.path.join(export_dir, entry["path"]),
+                               num_threads=config.num_threads or None, **kwargs)
+    return session, kwargs.get("tflite_op_resolver", "")
 
 
 def _export_first(config: InferenceLatencyConfig) -> None:
@@ -90,7 +116,7 @@ def _export_first(config: InferenceLatencyConfig) -> None:
 def _format_table(rows: list[dict]) -> str:
     header = (f"{'graph':<16} {'format':<20} {'prec':<6} {'batch':>5} {'p50 ms':>9} "
               f"{'p90 ms':>9} {'img/s':>8} {'x keras':>8} {'x fp32':>7} {'size':>10} "
-              f"{'parity':>7}")
+              f"{'fp32/size':>9} {'parity':>7}")
     lines = [header, "-" * len(header)]
     for row in rows:
         def ratio(key):
@@ -100,7 +126,8 @@ def _format_table(rows: list[dict]) -> str:
             f"{row['graph']:<16} {row['format']:<20} {row['precision']:<6} {row['batch']:>5} "
             f"{row['p50_ms']:>9.2f} {row['p90_ms']:>9.2f} {row['images_per_s']:>8.1f} "
             f"{ratio('ratio_to_keras'):>8} {ratio('ratio_to_fp32'):>7} "
-            f"{row['size_bytes'] / 1e6:>8.2f}MB {row['parity']:>7}")
+            f"{row['size_bytes'] / 1e6:>8.2f}MB {ratio('size_ratio_fp32_to_this'):>9} "
+            f"{row['parity']:>7}")
     return "\n".join(lines)
 
 
@@ -123,21 +150,28 @@ def main(argv) -> Optional[int]:
         if not entries:
             raise cli.UserError(f"{config.export_dir}: no {graph} artefacts (the export has "
                                 f"{sorted(artefacts)})")
-        # The Keras reference first: every ratio is to it, measured in this same run.
-        order = sorted(entries, key=lambda fmt: (fmt != "keras", fmt))
+        # The Keras reference first (graph mode; eager as keras_eager): every ratio is to it,
+        # measured in this same run.
+        cases = [("keras", "keras")] if "keras" in entries else []
+        cases += [("keras_eager" if fmt == "keras" else fmt, fmt)
+                  for fmt in sorted(entries, key=lambda fmt: (fmt != "keras", fmt))]
         measured: dict[tuple[str, int], dict] = {}
-        for fmt in order:
+        for label, fmt in cases:
             entry = entries[fmt]
-            session = _session(config.export_dir, entry, config.num_threads)
+            session, resolver = _session(config.export_dir, entry, config)
+            if label == "keras":
+                session = KerasGraphMode(os.path.join(config.export_dir, entry["path"]),
+                                         session)
             parity = entry.get("parity") or {}
             for batch in config.batch_sizes:
                 timing = _time(session, batch, config)
-                row = {"graph": graph, "format": fmt, "backend": session.backend,
+                row = {"graph": graph, "format": label, "backend": session.backend,
+                       "tflite_op_resolver": resolver,
                        "precision": entry.get("precision", "fp32"),
                        "size_bytes": int(entry.get("size_bytes") or
                                          export_lib.path_size(os.path.join(
                                              config.export_dir, entry["path"]))),
-                       "parity": ("ref" if fmt == "keras" else "pass" if parity.get("passed")
+                       "parity": ("ref" if label == "keras" else "pass" if parity.get("passed")
                                   else "FAIL" if parity else "none"),
                        **timing}
                 keras = measured.get(("keras", batch))
@@ -149,10 +183,12 @@ def main(argv) -> Optional[int]:
                 if fp32 is not None:
                     row["size_ratio_fp32_to_this"] = round(fp32["size_bytes"] /
                                                            row["size_bytes"], 2)
-                measured[(fmt, batch)] = row
+                measured[(label, batch)] = row
                 rows.append(row)
-                print(f"  {graph}/{fmt} batch {batch}: p50 {row['p50_ms']:.2f} ms", flush=True)
+                print(f"  {graph}/{label} batch {batch}: p50 {row['p50_ms']:.2f} ms", flush=True)
             del session
+            if resolver:
+                print(f"  ({graph}/{label} ran with LiteRT {resolver})")
     table = _format_table(rows)
     print(table)
     path = benchmarks.write_results(__file__, "inference_latency", {

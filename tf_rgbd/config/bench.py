@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from tf_rgbd.config import choice
+
 INFERENCE_GRAPHS = ("depthnet", "recognizer", "pipeline", "pipeline_sensor")
+TFLITE_INT8_RESOLVERS = ("auto", "builtin_without_default_delegates")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +26,9 @@ class InferenceLatencyConfig:
       num_threads: ONNX Runtime / LiteRT intra-op threads (0 = the runtime's default).
       calibration_samples: with ``run_dir``: int8 calibration examples.
       parity_samples: with ``run_dir``: examples compared by the export's parity gates.
+      tflite_int8_resolver: LiteRT op resolver of full-int8 TFLite artefacts: ``auto`` (the
+        one the export recorded, else XNNPACK) or ``builtin_without_default_delegates`` (the
+        reference kernels; XNNPACK can refuse, or crash on, this graph's int8 ops).
     """
 
     export_dir: str = ""
@@ -37,6 +43,7 @@ class InferenceLatencyConfig:
     num_threads: int = 0
     calibration_samples: int = 128
     parity_samples: int = 256
+    tflite_int8_resolver: str = choice("auto", TFLITE_INT8_RESOLVERS)
 
     def __post_init__(self):
         unknown = sorted(set(self.graphs) - set(INFERENCE_GRAPHS))
