@@ -267,24 +267,24 @@ def preprocessing_record(rgb_manifest: Mapping, input_size: int,
     }
 
 
-def resolve_sources(config: export_config.ExportConfig) -> ExportSources:
-    """Loads the models the graph needs and finds the data they were trained on."""
-    from tf_rgbd.deploy import graphs  # noqa: PLC0415
-    from tf_rgbd.models import loading  # noqa: PLC0415
-    from tf_rgbd.training.recognizer_training import load_recognizer  # noqa: PLC0415
+def resolve_paths(config: export_config.ExportConfig) -> ExportSources:
+    """The files and datasets an export reads (no model is loaded): recognizer file, depth
+    generator file, training dataset, the dataset rgb inputs come from, the protocol."""
     sources = ExportSources(graph_name=config.graph)
     needs_recognizer = config.graph != "depthnet"
+    run_data_dir = ""
     if config.run_dir:
-        if not os.path.exists(os.path.join(config.run_dir, CONFIG_FILE)):
+        config_path = os.path.join(config.run_dir, CONFIG_FILE)
+        if not os.path.exists(config_path):
             raise ExportError(f"{config.run_dir}: no {CONFIG_FILE}; --run_dir must be a run "
                               "directory of training/train_recognizer.py")
-        sources.recognizer, sources.experiment = load_recognizer(config.run_dir)
+        run_data_dir = ((read_json(config_path) or {}).get("run") or {}).get("data_dir", "")
         sources.recognizer_file = _run_model_file(config.run_dir)
-        sources.data_dir = config.data_dir or sources.experiment.run.data_dir
+        if not sources.recognizer_file:
+            raise ExportError(f"{config.run_dir} has neither {RECOGNIZER_FILE} nor checkpoints")
     elif needs_recognizer:
         raise ExportError(f"--graph={config.graph} needs --run_dir (a recognizer run)")
-    else:
-        sources.data_dir = config.data_dir
+    sources.data_dir = config.data_dir or run_data_dir
     manifest = {}
     if sources.data_dir:
         if not os.path.isdir(sources.data_dir):
@@ -298,17 +298,34 @@ def resolve_sources(config: export_config.ExportConfig) -> ExportSources:
             raise ExportError(f"--graph={config.graph} needs the depth generator: pass "
                               "--depthnet=<generator.keras> (the training dataset's manifest "
                               f"{sources.data_dir or '(none)'} records no extra.generator)")
-        sources.generator = loading.load_depth_generator(sources.depthnet_file)
+        if not os.path.exists(sources.depthnet_file):
+            raise ExportError(f"{sources.depthnet_file}: the depth generator does not exist; "
+                              "pass --depthnet=<generator.keras>")
     source_dir = extra.get("source_dir", "")
     sources.rgb_data_dir = (config.data_dir or
                             (source_dir if source_dir and os.path.isdir(source_dir)
                              else sources.data_dir))
     if not sources.rgb_data_dir:
         raise ExportError("no dataset for calibration and parity: pass --data_dir")
-    rgb_manifest = (manifest if sources.rgb_data_dir == sources.data_dir
-                    else _dataset_manifest(sources.rgb_data_dir))
     sources.protocol = config.protocol or _default_protocol(
         sources.rgb_data_dir if config.graph != "recognizer" else sources.data_dir)
+    return sources
+
+
+def resolve_sources(config: export_config.ExportConfig) -> ExportSources:
+    """:func:`resolve_paths`, then loads the models the graph needs."""
+    from tf_rgbd.deploy import graphs  # noqa: PLC0415
+    from tf_rgbd.models import loading  # noqa: PLC0415
+    from tf_rgbd.training.recognizer_training import load_recognizer  # noqa: PLC0415
+    sources = resolve_paths(config)
+    if config.run_dir:
+        sources.recognizer, sources.experiment = load_recognizer(config.run_dir)
+    if config.graph in ("depthnet", "pipeline", "pipeline_sensor"):
+        sources.generator = loading.load_depth_generator(sources.depthnet_file)
+    manifest = _dataset_manifest(sources.data_dir) if sources.data_dir else {}
+    extra = manifest.get("extra") or {}
+    rgb_manifest = (manifest if sources.rgb_data_dir == sources.data_dir
+                    else _dataset_manifest(sources.rgb_data_dir))
     generator_size = graphs.generator_size(sources.generator) if sources.generator else None
     input_size = (sources.recognizer_size if config.graph == "recognizer"
                   else config.input_size or generator_size)
@@ -456,14 +473,25 @@ def convert_onnx(graph, path: str, opset: int, nchw: bool = False) -> dict:
     return {"layout": "NCHW" if nchw else "NHWC"}
 
 
+# Ops kept in float32 by the fp16 conversion: the L2 normalisations (a sum of squares of a
+# 512-d embedding overflows float16's 65504; their epsilons underflow) and the masked depth
+# resize's division by the valid-pixel weight (measured: NaN embeddings in float16).
+FP16_KEEP_FLOAT32_OPS = ("ReduceSum", "ReduceSumSquare", "ReduceL2", "Sqrt", "Div",
+                         "Reciprocal", "LpNormalization")
+
+
 def convert_onnx_fp16(source: str, path: str) -> dict:
     """float16 weights and compute, float32 inputs/outputs (``keep_io_types``), with
-    onnxruntime's bundled ``transformers.float16`` converter (the onnxconverter-common code)."""
+    onnxruntime's bundled ``transformers.float16`` converter (the onnxconverter-common code);
+    ``FP16_KEEP_FLOAT32_OPS`` stay float32."""
     import onnx  # noqa: PLC0415
     from onnxruntime.transformers import float16  # noqa: PLC0415
-    model = float16.convert_float_to_float16(onnx.load(source), keep_io_types=True)
+    block = list(float16.DEFAULT_OP_BLOCK_LIST) + list(FP16_KEEP_FLOAT32_OPS)
+    model = float16.convert_float_to_float16(onnx.load(source), keep_io_types=True,
+                                             op_block_list=block)
     _write_bytes_artefact(path, model.SerializeToString(), "ONNX fp16 model")
-    return {"converter": "onnxruntime.transformers.float16 (keep_io_types)"}
+    return {"converter": "onnxruntime.transformers.float16 (keep_io_types)",
+            "float32_ops": list(FP16_KEEP_FLOAT32_OPS)}
 
 
 class _CalibrationReader:
@@ -591,6 +619,33 @@ def _up_to_date(record: Optional[Mapping], output_dir: str, source_key: str) -> 
     return bool((record.get("parity") or {}).get("passed"))
 
 
+def _settled_without_work(manifest: Mapping, config: export_config.ExportConfig,
+                          source_key: str) -> Optional[dict]:
+    """When every requested artefact (and the reference graph) is up to date, failed its gate
+    with these same sources, or was skipped as unbuildable here: the log lines and the failed
+    records; else None (there is work to do)."""
+    lines, failed = [], []
+    for artefact_format in ("keras",) + tuple(config.formats):
+        key = f"{config.graph}/{artefact_format}"
+        removed = manifest["removed"].get(key) or {}
+        if _up_to_date(manifest["artefacts"].get(key), config.output_dir, source_key):
+            lines.append(f"{key}: up to date (sha256 and parity match), skipped")
+        elif removed.get("source_key") == source_key:
+            failed.append(removed)
+            lines.append(f"{key}: failed its {removed.get('gate')} gate with these same sources "
+                         f"({'; '.join(removed.get('failures', []))}); not retried (--force "
+                         "retries)")
+        elif artefact_format == "tensorrt" and key in manifest["skipped"]:
+            from tf_rgbd.deploy import tensorrt_builder  # noqa: PLC0415
+            if not tensorrt_builder.unavailable_reason():
+                return None
+            lines.append(f"{key}: skipped ({manifest['skipped'][key]})")
+        else:
+            return None
+    lines.append(f"{config.graph}: every requested artefact is up to date")
+    return {"log": lines, "failed": failed}
+
+
 # ------------------------------------------------------------------ export
 
 def export_run(config: export_config.ExportConfig, log: Callable[[str], None] = print) -> dict:
@@ -605,9 +660,17 @@ def export_run(config: export_config.ExportConfig, log: Callable[[str], None] = 
         raise ExportError("--output_dir is required")
     os.makedirs(config.output_dir, exist_ok=True)
     with io_utils.directory_lock(config.output_dir, "export"):
-        sources = resolve_sources(config)
-        source_key = _source_key(sources, config)
+        source_key = _source_key(resolve_paths(config), config)
         manifest = load_manifest(config.output_dir)
+        if not config.force:
+            settled = _settled_without_work(manifest, config, source_key)
+            if settled is not None:
+                for line in settled["log"]:
+                    log(line)
+                return {"converted": [], "skipped": dict(manifest["skipped"]),
+                        "manifest": manifest, "parity": [], "passed": not settled["failed"],
+                        "failed_before": settled["failed"]}
+        sources = resolve_sources(config)
         manifest["versions"] = library_versions()
         manifest["source"] = {
             "run_dir": os.path.abspath(config.run_dir) if config.run_dir else "",
@@ -709,6 +772,7 @@ def export_run(config: export_config.ExportConfig, log: Callable[[str], None] = 
             return calibration
 
         tflite_source: Optional[str] = None
+        failed_before: list = []
         scratch = tempfile.mkdtemp(prefix=".export-scratch-", dir=config.output_dir)
         try:
             onnx_path = os.path.join(config.output_dir, artefact_relpath(config.graph, "onnx"))
@@ -717,6 +781,13 @@ def export_run(config: export_config.ExportConfig, log: Callable[[str], None] = 
                 if not config.force and _up_to_date(manifest["artefacts"].get(key),
                                                     config.output_dir, source_key):
                     log(f"{key}: up to date (sha256 and parity match), skipped")
+                    continue
+                removed = manifest["removed"].get(key) or {}
+                if not config.force and removed.get("source_key") == source_key:
+                    failed_before.append(removed)
+                    log(f"{key}: failed its {removed.get('gate')} gate with these same sources "
+                        f"({'; '.join(removed.get('failures', []))}); not retried (--force "
+                        "retries)")
                     continue
                 full = os.path.join(config.output_dir,
                                     artefact_relpath(config.graph, artefact_format))
@@ -734,8 +805,9 @@ def export_run(config: export_config.ExportConfig, log: Callable[[str], None] = 
                     if artefact_format == "onnx_fp16":
                         notes = convert_onnx_fp16(onnx_path, full)
                     else:
-                        nchw_inputs = [name for name in reference.input_names
-                                       if config.nchw and len(reference.input_specs[name].shape) == 4]
+                        nchw_inputs = [
+                            name for name in reference.input_names
+                            if config.nchw and len(reference.input_specs[name].shape) == 4]
                         notes = convert_onnx_int8(onnx_path, full, calibration_inputs(),
                                                   nchw_inputs)
                     record(artefact_format, notes)
@@ -788,14 +860,22 @@ def export_run(config: export_config.ExportConfig, log: Callable[[str], None] = 
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
+        if not converted:
+            log(f"{config.graph}: every requested artefact is up to date")
         result = {"converted": converted, "skipped": dict(manifest["skipped"]),
-                  "manifest": manifest, "parity": [], "passed": True}
-        if config.verify:
+                  "manifest": manifest, "parity": [], "passed": not failed_before,
+                  "failed_before": failed_before}
+        pending = [key for key, entry in manifest["artefacts"].items()
+                   if entry["graph"] == config.graph and (
+                       entry["format"] in converted or not (entry.get("parity") or {}).get(
+                           "passed"))]
+        if config.verify and pending:
             outcome = verify_export(config.output_dir, parity_samples=config.parity_samples,
                                     batch_size=config.batch_size, graphs_to_check=(config.graph,),
                                     tflite_int8_resolver=config.tflite_int8_resolver, log=log,
-                                    manifest=manifest)
-            result.update(parity=outcome["parity"], passed=outcome["passed"],
+                                    manifest=manifest, only=pending)
+            result.update(parity=outcome["parity"],
+                          passed=outcome["passed"] and not failed_before,
                           manifest=outcome["manifest"])
         return result
 
@@ -816,40 +896,72 @@ def _layout_to_nhwc(outputs: Mapping[str, np.ndarray], layout: str) -> dict:
             for name, value in outputs.items()}
 
 
-def _open_session(path: str, entry: Mapping, resolver_choice: str, inputs: Mapping, log
+_XNNPACK_PROBE = """
+import sys
+import numpy as np
+from ai_edge_litert import interpreter as litert
+interpreter = litert.Interpreter(model_path=sys.argv[1], num_threads=1)
+runner = interpreter.get_signature_runner("serving_default")
+inputs = {name: np.zeros([1] + [max(int(d), 1) for d in detail["shape_signature"][1:]],
+                         detail["dtype"]) for name, detail in runner.get_input_details().items()}
+runner(**inputs)
+print("ok")
+"""
+
+
+def xnnpack_refusal(path: str, timeout_s: float = 300.0) -> Optional[str]:
+    """None when LiteRT runs ``path`` with its default XNNPACK delegate, else what went wrong.
+
+    Probed in a child process: when XNNPACK fails to prepare a full-int8 model, LiteRT 2.3
+    either raises or aborts the process ("double free detected"), so it cannot be tried
+    in-process.
+    """
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    completed = subprocess.run([sys.executable, "-c", _XNNPACK_PROBE, path],
+                               capture_output=True, text=True, timeout=timeout_s)
+    if completed.returncode == 0 and "ok" in completed.stdout:
+        return None
+    lines = [line for line in completed.stderr.splitlines()
+             if "XNNPACK" in line or "failed" in line.lower() or "free" in line.lower()]
+    return (" | ".join(dict.fromkeys(lines))[:500] or
+            f"exit status {completed.returncode}")
+
+
+def _open_session(path: str, entry: Mapping, resolver_choice: str, log
                   ) -> tuple[InferenceSession, dict]:
-    """The artefact's session; a full-int8 TFLite that XNNPACK refuses falls back to the
+    """The artefact's session; a full-int8 TFLite that XNNPACK refuses runs on LiteRT's
     builtin kernels when ``resolver_choice`` is auto (recorded in the returned notes)."""
     notes = {}
     resolver = entry.get("tflite_op_resolver")
-    if entry["format"] == "tflite_int8" and resolver_choice == "builtin_without_default_delegates":
-        resolver = "BUILTIN_WITHOUT_DEFAULT_DELEGATES"
-    session = InferenceSession(path, tflite_op_resolver=resolver)
-    if entry["format"] != "tflite_int8" or resolver:
-        return session, notes
-    try:
-        session.run({name: value[:1] for name, value in inputs.items()})
-        return session, notes
-    except (RuntimeError, ValueError) as error:
-        message = " ".join(str(error).split())
-        if resolver_choice != "auto":
-            raise
-        log(f"{entry['path']}: XNNPACK refuses it ({message[:200]}); running with "
-            "BUILTIN_WITHOUT_DEFAULT_DELEGATES")
-        notes["xnnpack_error"] = message[:500]
-        notes["tflite_op_resolver"] = "BUILTIN_WITHOUT_DEFAULT_DELEGATES"
-        return InferenceSession(path, tflite_op_resolver="BUILTIN_WITHOUT_DEFAULT_DELEGATES"), notes
+    if entry["format"] == "tflite_int8" and not resolver:
+        if resolver_choice == "builtin_without_default_delegates":
+            resolver = "BUILTIN_WITHOUT_DEFAULT_DELEGATES"
+        else:
+            refusal = xnnpack_refusal(path)
+            if refusal and resolver_choice == "auto":
+                log(f"{entry['path']}: XNNPACK refuses it ({refusal}); verifying with "
+                    "BUILTIN_WITHOUT_DEFAULT_DELEGATES")
+                notes["xnnpack_error"] = refusal
+                resolver = "BUILTIN_WITHOUT_DEFAULT_DELEGATES"
+            elif refusal:
+                raise RuntimeError(f"XNNPACK refuses {path}: {refusal}")
+        if resolver:
+            notes["tflite_op_resolver"] = resolver
+    return InferenceSession(path, tflite_op_resolver=resolver), notes
 
 
 def verify_export(output_dir: str, data_dir: str = "", parity_samples: int = 256,
                   batch_size: int = 32, remove_failing: bool = True,
                   graphs_to_check: Optional[Sequence[str]] = None,
                   tflite_int8_resolver: str = "auto", log: Callable[[str], None] = print,
-                  manifest: Optional[dict] = None) -> dict:
+                  manifest: Optional[dict] = None,
+                  only: Optional[Sequence[str]] = None) -> dict:
     """Runs every artefact of the export (of ``graphs_to_check``; default all) in its runtime
     on real test-split examples against the reference Keras graph; applies the gates; writes
     ``parity.json`` (every comparison) and the manifest's parity records; deletes failing
-    artefacts when ``remove_failing``.
+    artefacts when ``remove_failing``. ``only``: check just these ``<graph>/<format>`` keys
+    (the other entries of ``parity.json`` are kept).
 
     Returns ``{"parity": [entries], "passed": bool, "manifest": manifest, "table": str}``.
     """
@@ -862,8 +974,10 @@ def verify_export(output_dir: str, data_dir: str = "", parity_samples: int = 256
         if graphs_to_check and graph_name not in graphs_to_check:
             continue
         artefacts = {key: entry for key, entry in manifest["artefacts"].items()
-                     if entry["graph"] == graph_name}
-        keras_entry = artefacts.get(f"{graph_name}/keras")
+                     if entry["graph"] == graph_name and (only is None or key in only)}
+        if not artefacts:
+            continue
+        keras_entry = manifest["artefacts"].get(f"{graph_name}/keras")
         if keras_entry is None:
             raise ExportError(f"{output_dir}: graph {graph_name!r} has no reference .keras")
         data = dict(graph_record["data"])
@@ -904,8 +1018,7 @@ def verify_export(output_dir: str, data_dir: str = "", parity_samples: int = 256
                 if not os.path.exists(path) or path_sha256(path) != entry["sha256"]:
                     raise ExportError(f"{path}: missing or changed since export (sha256 differs)")
                 layout = entry.get("layout", "NHWC")
-                session, notes = _open_session(path, entry, tflite_int8_resolver,
-                                               _nhwc_to_layout(inputs, layout), log)
+                session, notes = _open_session(path, entry, tflite_int8_resolver, log)
 
                 def run(batch, session=session, layout=layout):
                     return _layout_to_nhwc(session.run(_nhwc_to_layout(batch, layout)), layout)
@@ -948,12 +1061,14 @@ def verify_export(output_dir: str, data_dir: str = "", parity_samples: int = 256
             shutil.rmtree(path, ignore_errors=True)
         elif os.path.exists(path):
             os.remove(path)
-        manifest["removed"][key] = result
+        manifest["removed"][key] = {**result,
+                                    "source_key": manifest["artefacts"][key].get("source_key")}
         del manifest["artefacts"][key]
         log(f"removed {path}: failed its {result['gate']} gate: {'; '.join(result['failures'])}")
     previous = read_json(os.path.join(output_dir, PARITY_FILE), {}) or {}
-    kept = [entry for entry in previous.get("results", [])
-            if entry.get("graph") not in {result["graph"] for result in entries}]
+    checked = {result["artefact"] for result in entries}
+    kept = [entry for entry in previous.get("results", []) if entry.get("artefact") not in checked
+            and (entry.get("artefact") in manifest["artefacts"] or not entry.get("passed"))]
     io_utils.atomic_write_json(os.path.join(output_dir, PARITY_FILE), {
         "updated": _now(), "gates": {
             "fp32_max_abs": export_config.FP32_MAX_ABS,

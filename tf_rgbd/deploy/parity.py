@@ -170,7 +170,7 @@ def format_parity_table(results: Sequence[Mapping]) -> str:
     lines = [header, "-" * len(header)]
     for result in results:
         outputs = result.get("outputs", {})
-        worst = max((entry["max_abs"] for entry in outputs.values()), default=float("nan"))
+        worst = max((entry["max_abs"] for entry in outputs.values()), default=None)
         cosines = [entry["mean_cosine"] for entry in outputs.values() if "mean_cosine" in entry]
         cosine = f"{min(cosines):.5f}" if cosines else "-"
         rank1 = result.get("rank1") or {}
@@ -179,6 +179,7 @@ def format_parity_table(results: Sequence[Mapping]) -> str:
                       else "-")
         latency = result.get("latency_ms_batch1")
         lines.append(f"{result['artefact']:34s} {result['gate']:5s} "
-                     f"{'pass' if result['passed'] else 'FAIL':6s} {worst:9.2e} {cosine:>8s} "
+                     f"{'pass' if result['passed'] else 'FAIL':6s} "
+                     f"{'-' if worst is None else format(worst, '.2e'):>9s} {cosine:>8s} "
                      f"{rank1_text:>17s} {latency if latency is None else round(latency, 2)!s:>7s}")
     return "\n".join(lines)

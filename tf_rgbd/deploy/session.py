@@ -3,7 +3,7 @@
     session = InferenceSession("exports/pipeline/pipeline.onnx")
     session.input_names        # ("rgb",)
     session.output_names       # ("id_depth", "id_rgb", "score_embedding")
-    session.input_specs        # {"rgb": TensorSpec(name="rgb", shape=(None, 112, 112, 3), dtype="float32")}
+    session.input_specs        # {"rgb": TensorSpec("rgb", (None, 112, 112, 3), "float32")}
     outputs = session.run({"rgb": images})   # dict name -> np.ndarray, batch first
 
 The backend is chosen from the artefact:
@@ -34,6 +34,9 @@ Contracts shared by every backend:
   build has, in the order TensorRT, CUDA, then CPU; or an explicit list (a name the build lacks
   is an error naming the available ones). ``num_threads`` sets intra-op threads (ONNX Runtime,
   LiteRT, TensorFlow's per-session setting is process-wide and is left alone).
+* A full-integer ``.tflite`` that LiteRT's default XNNPACK delegate refuses (the export
+  manifest then records ``tflite_op_resolver``) is run with
+  ``tflite_op_resolver="BUILTIN_WITHOUT_DEFAULT_DELEGATES"``.
 * Loading is safe and loud: a missing path, a truncated file, or a file of another kind raises
   :class:`ArtefactError` naming the file and what to do; nothing is unpickled.
 """
