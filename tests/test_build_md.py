@@ -5,7 +5,8 @@ Each is run as a subprocess exactly as written, with
 
 * paths moved into a temporary folder (``/tmp/...``, ``runs/...``, ``/data/...``),
 * placeholders filled (``<name>`` = a real-dataset source whose hand-written fixture files
-  stand in for the original folder),
+  stand in for the original folder; ``<photo>`` = a real photograph, skimage's astronaut,
+  written into the temporary folder),
 * ``...`` replaced by the previous command's flags of the same program (as the text means),
 * a few size flags APPENDED from :data:`TINY` (absl keeps the last value of a flag, so the
   command's own flags are all parsed and validated, and only the sizes shrink).
@@ -33,7 +34,7 @@ PIPELINE_ORDER = {
     "datasets.build": 0, "datasets.verify": 1, "training.train_depthnet": 1, "training.evaluate_depth": 2,
     "training.augment_dataset": 2, "training.train_recognizer": 3,
     "training.evaluate_recognizer": 4, "export.export": 5, "export.verify": 6,
-    "export.identify": 7, "bench.ablation_table": 4,
+    "export.identify": 7, "bench.ablation_table": 4, "bench.inference_latency": 6,
 }
 # Size flags appended to each program's command.
 TINY = {
@@ -59,12 +60,23 @@ TINY = {
                                "--poses=", "--use_mediapipe=false"],
     "bench.depth_table": ["--num_identities=8", "--images_per_identity=3", "--image_size=32",
                           "--steps=2", "--base_filters=4", "--batch_size=4"],
+    "export.identify": ["--far_target=0.25", "--batch_size=8"],
+    "bench.inference_latency": ["--batch_sizes=1,2", "--repeats=3", "--warmup_runs=1"],
     "bench.ablation_table": ["--num_identities=6", "--images_per_identity=4",
                              "--image_size=32", "--embedding_dim=16", "--batch_size=8",
                              "--epochs=1", "--steps_per_epoch=1", "--tables=8"],
 }
 # The real-dataset source whose fixture files stand in for "/data/<original_folder>".
 TEMPLATE_SOURCE = "bosphorus"
+# "<photo>": a real photograph of a face (skimage's astronaut, test extra) in the temp folder.
+PHOTO_PLACEHOLDER = "<photo>"
+PHOTO_FILE = "photo.jpg"
+
+
+def _write_photo(root: pathlib.Path) -> None:
+    import cv2
+    from skimage import data as skimage_data
+    cv2.imwrite(str(root / PHOTO_FILE), cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR))
 
 
 def _join_continuations(block: str) -> list[str]:
@@ -103,7 +115,8 @@ def build_md_commands(text: str) -> list[str]:
 
 def _localise(token: str, root: pathlib.Path) -> str:
     token = token.replace("<name>", TEMPLATE_SOURCE).replace(
-        "<original_folder>", f"{TEMPLATE_SOURCE}_original")
+        "<original_folder>", f"{TEMPLATE_SOURCE}_original").replace(
+        PHOTO_PLACEHOLDER, str(root / PHOTO_FILE))
 
     def move(value: str) -> str:
         for prefix in ("/tmp/", "/data/"):
@@ -172,6 +185,7 @@ def test_the_documented_pipeline_commands_run_in_order(commands, tmp_path):
     evaluation -> augmentation -> recognizer variants -> evaluation [-> export ...]."""
     original = tmp_path / "data" / f"{TEMPLATE_SOURCE}_original"
     shutil.copytree(FIXTURES / TEMPLATE_SOURCE, original)
+    _write_photo(tmp_path)
     steps = [(program, args) for program, args in plan(commands, tmp_path)
              if program in PIPELINE_ORDER]
     # Producers first; within a program, commands that re-use a run (--config_file,

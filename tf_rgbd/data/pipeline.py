@@ -19,7 +19,8 @@ import tensorflow as tf
 from tf_rgbd.data import schema
 from tf_rgbd.data.writer import read_manifest  # re-exported: pipeline users read manifests too
 
-__all__ = ["make_dataset", "list_shards", "normalize_depth", "read_manifest", "MODALITIES"]
+__all__ = ["make_dataset", "list_shards", "normalize_depth", "masked_resize", "resize_rgb",
+           "read_manifest", "MODALITIES"]
 
 MODALITIES = ("rgb", "depth", "mask", "neutral_depth", "gt_depth")
 METADATA_STRING_KEYS = ("example_id", "subject", "domain", "expression", "occlusion")
@@ -83,6 +84,12 @@ def normalize_depth(depth_mm: tf.Tensor, depth_range_mm: float = DEFAULT_DEPTH_R
     return tf.where(valid, tf.clip_by_value(relative, MIN_FACE_DEPTH, 1.0), tf.zeros_like(depth_mm))
 
 
+def resize_rgb(rgb: tf.Tensor, image_size: int) -> tf.Tensor:
+    """float32 [..., H, W, 3] in [0, 1] -> [..., S, S, 3] in [-1, 1] (bilinear, antialiased):
+    how every model input image is made from a stored image."""
+    return tf.image.resize(rgb, [image_size, image_size], antialias=True) * 2.0 - 1.0
+
+
 def _nearest_valid_mm(depth_mm: tf.Tensor) -> tf.Tensor:
     valid = depth_mm > 0
     big = tf.fill(tf.shape(depth_mm), tf.constant(3.0e38, tf.float32))
@@ -103,8 +110,10 @@ def _check(condition: tf.Tensor, what: str, shard: tf.Tensor, index: tf.Tensor) 
         summarize=3)
 
 
-def _masked_resize(depth: tf.Tensor, size: int) -> tf.Tensor:
-    """Resizes [H, W, 1] depth without blending faces into background (0)."""
+def masked_resize(depth: tf.Tensor, size: int) -> tf.Tensor:
+    """Resizes float32 [..., H, W, 1] normalised depth to [..., size, size, 1] without blending
+    faces into background (0): area resampling over valid pixels only, a pixel stays valid when
+    more than half of its area was."""
     valid = tf.cast(depth > 0, tf.float32)
     summed = tf.image.resize(depth * valid, [size, size], method="area")
     weight = tf.image.resize(valid, [size, size], method="area")
@@ -146,7 +155,7 @@ def _decode_record(shard: tf.Tensor, index: tf.Tensor, serialized: tf.Tensor,
 
     output: dict[str, tf.Tensor] = {}
     if "rgb" in modalities:
-        output["rgb"] = tf.image.resize(rgb, [image_size, image_size], antialias=True) * 2.0 - 1.0
+        output["rgb"] = resize_rgb(rgb, image_size)
 
     has_depth = tf.equal(parsed["has_depth"], 1)
     units_mm = tf.equal(parsed["depth_units"], b"mm")
@@ -168,7 +177,7 @@ def _decode_record(shard: tf.Tensor, index: tf.Tensor, serialized: tf.Tensor,
             normalised = tf.cond(units_mm,
                                  lambda v=values: normalize_depth(v, depth_range_mm, near_mm),
                                  lambda v=values: v)
-            output[key] = _masked_resize(normalised, image_size)
+            output[key] = masked_resize(normalised, image_size)
     if "mask" in modalities:
         has_mask = tf.equal(parsed["has_mask"], 1)
         mask = tf.cond(has_mask,

@@ -37,18 +37,27 @@ def pair_scores(scores: np.ndarray, probe_labels: Sequence[int], gallery_labels:
     return scores[same], scores[~same]
 
 
+def threshold_at_far(impostor: Sequence[float], far: float) -> float:
+    """The acceptance threshold for a target FAR (accept iff score > threshold): the
+    (k+1)-th highest impostor score, k = floor(far * I); ``nan`` when I * far < 1 (the target
+    cannot be measured), ``-inf`` when every impostor pair may be accepted."""
+    impostor = np.sort(np.asarray(impostor, np.float64))[::-1]
+    if len(impostor) * far < 1.0:
+        return math.nan
+    allowed = int(math.floor(far * len(impostor) + 1e-9))
+    return float(impostor[allowed]) if allowed < len(impostor) else -math.inf
+
+
 def tar_at_far(genuine: Sequence[float], impostor: Sequence[float],
                far_targets: Sequence[float] = DEFAULT_FAR_TARGETS) -> dict[float, float]:
     """TAR at each target FAR (see the module docstring); ``nan`` where unmeasurable."""
     genuine = np.asarray(genuine, np.float64)
-    impostor = np.sort(np.asarray(impostor, np.float64))[::-1]
     results = {}
     for far in far_targets:
-        if len(genuine) == 0 or len(impostor) * far < 1.0:
+        threshold = threshold_at_far(impostor, far)
+        if len(genuine) == 0 or math.isnan(threshold):
             results[float(far)] = math.nan
             continue
-        allowed = int(math.floor(far * len(impostor) + 1e-9))
-        threshold = impostor[allowed] if allowed < len(impostor) else -math.inf
         results[float(far)] = float(np.mean(genuine > threshold))
     return results
 
