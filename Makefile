@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum setup.py | cut -d' ' -f1)
 DEMO_DIR ?= runs/demo
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test venv clean
+.PHONY: demo test bench venv clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,13 @@ $(STAMP): setup.py
 
 test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest tests -n $(PYTEST_WORKERS) --dist worksteal --durations=25
+
+# The fast benches (quick modes; tables printed, JSON in bench/results/). PyTorch rows need the
+# [bench] extra: pip install -e '.[bench]'.
+bench: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m bench.input_pipeline --quick
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m bench.train_throughput --quick \
+		$$($(PY) -c "import torch" 2>/dev/null || echo --reference=false)
 
 demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m training.demo --output_dir=$(DEMO_DIR)

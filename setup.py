@@ -28,5 +28,7 @@ setup(
     packages=find_packages(include=["tf_rgbd", "tf_rgbd.*", "datasets", "training", "export", "bench"]),
     python_requires=">=3.11,<3.12",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest", "pytest-xdist", "scikit-image"]},
+    extras_require={"test": ["pytest", "pytest-xdist", "scikit-image"],
+                    # bench/train_throughput.py's PyTorch reference steps (CPU build).
+                    "bench": ["torch==2.13.0"]},
 )

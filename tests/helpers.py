@@ -4,11 +4,12 @@ Usage (inside a test)::
 
     outputs = helpers.run_model_checks(model, inputs, expected_shapes={"depth": (2, 64, 64, 1)},
                                        tmp_path=tmp_path)
+    helpers.run_precision_checks(lambda: build_model(), inputs, tmp_path)  # mixed policies
 """
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import keras
 import numpy as np
@@ -73,6 +74,63 @@ def run_model_checks(model: keras.Model, inputs: Any, expected_shapes: Mapping[s
     if check_saving:
         assert_keras_file_round_trip(model, inputs, tmp_path, atol=atol)
     return _as_dict(outputs)
+
+
+PRECISION_POLICIES = ("mixed_float16", "mixed_bfloat16")
+
+
+def run_precision_checks(make_model: Callable[[], keras.Model], inputs: Any, tmp_path: Any,
+                         policies: Sequence[str] = PRECISION_POLICIES,
+                         relative_tolerance: float = 0.1) -> None:
+    """The model under every mixed dtype policy: built by ``make_model()`` while the policy is
+    set, a symbolic call and a training-mode forward/backward pass give float32, finite outputs
+    and finite gradients, and its ``.keras`` file (``loading.save_keras_model``) reloads as a
+    float32 model whose outputs match the mixed model's within ``relative_tolerance`` of their
+    scale. The global policy is restored afterwards.
+    """
+    from tf_rgbd.models import loading
+    previous = keras.mixed_precision.global_policy().name
+    for policy in policies:
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            model = make_model()
+            symbolic = model(tf.nest.map_structure(
+                lambda value: keras.Input(tuple(value.shape[1:])), inputs))
+            for name, value in _flat(symbolic).items():
+                assert value.dtype == "float32", f"{policy}: symbolic output {name!r} is {value.dtype}"
+            with tf.GradientTape() as tape:
+                outputs = model(inputs, training=True)
+                loss = tf.add_n([tf.reduce_mean(tf.square(tf.cast(value, tf.float32)))
+                                 for value in _flat(outputs).values()])
+            for name, value in _flat(outputs).items():
+                assert value.dtype == tf.float32, f"{policy}: output {name!r} is {value.dtype}"
+                assert np.all(np.isfinite(value.numpy())), f"{policy}: output {name!r} not finite"
+            gradients = [gradient for gradient in tape.gradient(loss, model.trainable_variables)
+                         if gradient is not None]
+            assert gradients, f"{policy}: no gradient reaches the model's variables"
+            assert all(np.all(np.isfinite(tf.convert_to_tensor(g).numpy())) for g in gradients), (
+                f"{policy}: non-finite gradients")
+            mixed = _as_dict(model(inputs, training=False))
+            path = loading.save_keras_model(model, os.path.join(str(tmp_path),
+                                                                f"{policy}-{model.name}.keras"))
+        finally:
+            keras.mixed_precision.set_global_policy(previous)
+        reloaded = loading.load_keras_model(path)
+        assert not loading.uses_mixed_precision(reloaded), f"{policy}: saved model is not float32"
+        served = _as_dict(reloaded(inputs, training=False))
+        for name, value in served.items():
+            assert value.dtype == np.float32, f"{policy}: reloaded output {name!r} is {value.dtype}"
+            scale = float(np.max(np.abs(value))) + 1e-3
+            np.testing.assert_allclose(value, mixed[name], atol=relative_tolerance * scale,
+                                       err_msg=f"{policy}: reloaded output {name!r} differs")
+
+
+def _flat(outputs: Any) -> dict:
+    if isinstance(outputs, Mapping):
+        return dict(outputs)
+    if isinstance(outputs, (list, tuple)):
+        return {str(index): value for index, value in enumerate(outputs)}
+    return {"output": outputs}
 
 
 def random_images(batch: int, size: int, channels: int, seed: int = 0,

@@ -2,6 +2,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests import helpers
 from tf_rgbd.models import blocks
@@ -114,3 +115,38 @@ def test_spatial_attention_saturation_without_normalization():
     assert np.all(np.asarray(plain(inputs)) > 0.9999)
     contrast = np.asarray(normalized(inputs, training=True))
     assert contrast.std() > 0.1 and 0.3 < contrast.mean() < 0.7
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_fused_batch_norm_and_prelu_match_keras(policy):
+    """The fused training path equals Keras' BatchNormalization (outputs, input and parameter
+    gradients, moving statistics); PReLU equals Keras' PReLU, at both precisions."""
+    inputs = helpers.random_images(4, 8, 6, seed=3) * 3.0 + 1.0
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        pairs = [(blocks.FusedBatchNormalization(momentum=0.9, epsilon=2e-5),
+                  keras.layers.BatchNormalization(momentum=0.9, epsilon=2e-5)),
+                 (blocks.PReLU(shared_axes=[1, 2], alpha_initializer="glorot_uniform"),
+                  keras.layers.PReLU(shared_axes=[1, 2]))]
+        for ours, reference in pairs:
+            ours.build(inputs.shape)
+            reference.build(inputs.shape)
+            reference.set_weights(ours.get_weights())
+            results = []
+            for layer in (ours, reference):
+                with tf.GradientTape() as tape:
+                    tape.watch(inputs)
+                    outputs = layer(inputs, training=True)
+                    loss = tf.reduce_sum(tf.cast(outputs, tf.float32) * tf.range(
+                        6, dtype=tf.float32))
+                gradients = tape.gradient(loss, [inputs] + layer.trainable_variables)
+                results.append([outputs] + gradients + layer.non_trainable_variables)
+            tolerance = 1e-4 if policy == "float32" else 5e-2
+            for mine, theirs in zip(*results):
+                np.testing.assert_allclose(np.asarray(tf.cast(mine, tf.float32)),
+                                           np.asarray(tf.cast(theirs, tf.float32)),
+                                           rtol=tolerance, atol=tolerance)
+            assert results[0][0].dtype == (tf.float32 if policy == "float32" else tf.bfloat16)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)

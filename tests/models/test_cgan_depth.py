@@ -19,3 +19,12 @@ def test_discriminator_is_conv_plus_fully_connected(tmp_path):
     helpers.run_model_checks(model, helpers.random_images(3, 32, 1, low=0.0),
                              {"output": (3, 1)}, tmp_path)
     assert model.hidden.kernel.shape == (4 * 4 * 16, 8)
+
+
+def test_mixed_precision_outputs_gradients_and_float32_files(tmp_path):
+    helpers.run_precision_checks(
+        lambda: CGANDepthGenerator(image_size=32, base_filters=4, max_filters=8),
+        {"rgb": helpers.random_images(2, 32, 3)}, tmp_path)
+    helpers.run_precision_checks(
+        lambda: CGANDepthDiscriminator(base_filters=4, num_downsamples=3, hidden_units=8),
+        helpers.random_images(2, 32, 1, low=0.0), tmp_path)

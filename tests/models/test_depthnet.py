@@ -55,3 +55,9 @@ def test_decoders_are_separate_but_share_the_encoder():
     assert face and auxiliary and not face & auxiliary
     # depth and mask heads read the same auxiliary trunk; rgb has its own decoder.
     assert model.depth_head.kernel.shape[2] == model.mask_head.kernel.shape[2] == 4
+
+
+def test_mixed_precision_outputs_gradients_and_float32_files(tmp_path):
+    helpers.run_precision_checks(
+        lambda: DepthNetGenerator(image_size=32, base_filters=4, max_filters=8),
+        {"rgb": helpers.random_images(2, 32, 3)}, tmp_path)

@@ -147,3 +147,19 @@ def test_attention_options_save_and_apply(tmp_path):
         _tiny(attention_mode="add")
     with pytest.raises(ValueError, match="sam_normalization"):
         _tiny(sam_normalization="group")
+
+
+def test_mixed_precision_outputs_gradients_and_float32_files(tmp_path):
+    """Under mixed_float16 / mixed_bfloat16 the encoders compute in half precision but every
+    output (features, attention) is float32, the classifiers stay float32, and the saved file
+    serves in float32."""
+    helpers.run_precision_checks(_tiny, _inputs(), tmp_path)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = _tiny()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.identity_encoders["rgb"].stem.conv.compute_dtype == "bfloat16"
+    assert model.identity_classifier.compute_dtype == "float32"
+    logits = model.identity_classifier(model(_inputs())["id_rgb"], tf.constant([0, 1]))
+    assert logits["logits"].dtype == tf.float32

@@ -21,7 +21,9 @@ For a branch m in {RGB, D} with partner n:
 * (14-15) L_total^m = lambda0 L_cls^m + lambda1 L_CMFL^{m,n} + lambda2 L_SA^{m,n}
                      + lambda3 L_dis^m   (0.5, 0.5, 0.05, 0.5).
 
-Every function takes logits/features for a batch and returns batch means (float32 scalars);
+Every function takes logits/features for a batch (cast to float32 first, so a model under a
+mixed dtype policy may hand over float16/bfloat16 tensors) and returns batch means (float32
+scalars);
 ``branch_losses`` evaluates the switched set of terms for every enabled branch.
 """
 from __future__ import annotations
@@ -42,7 +44,7 @@ _EPSILON = 1e-12
 
 def _per_sample_cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32),
-                                                          logits=logits)
+                                                          logits=tf.cast(logits, tf.float32))
 
 
 def classification_loss(id_logits: tf.Tensor, labels: tf.Tensor, style_logits: tf.Tensor,
@@ -114,6 +116,7 @@ def semantic_alignment_loss(features_m: tf.Tensor, features_n: tf.Tensor,
       stop_gradient_target: f_id^n is the (constant) target the weaker branch moves towards.
       max_loss_gap: see :func:`alignment_weight`.
     """
+    features_m, features_n = tf.cast(features_m, tf.float32), tf.cast(features_n, tf.float32)
     if stop_gradient_target:
         features_n = tf.stop_gradient(features_n)
     cosine = tf.reduce_sum(tf.math.l2_normalize(features_m, axis=-1)
@@ -124,7 +127,8 @@ def semantic_alignment_loss(features_m: tf.Tensor, features_n: tf.Tensor,
 
 def uniform_cross_entropy(logits: tf.Tensor) -> tf.Tensor:
     """Batch mean of -(1/K) sum_k log softmax(logits)_k; minimum log K at uniform outputs."""
-    return tf.reduce_mean(-tf.reduce_mean(tf.nn.log_softmax(logits, axis=-1), axis=-1))
+    log_probabilities = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+    return tf.reduce_mean(-tf.reduce_mean(log_probabilities, axis=-1))
 
 
 def disentanglement_loss(identity_logits_of_style: tf.Tensor,

@@ -144,12 +144,13 @@ class EmbeddingHead(keras.layers.Layer):
         self.bn_momentum = float(bn_momentum)
         self.bn_epsilon = float(bn_epsilon)
         bn = dict(momentum=self.bn_momentum, epsilon=self.bn_epsilon)
-        self.feature_norm = keras.layers.BatchNormalization(name="bn_features", **bn)
+        self.feature_norm = blocks.FusedBatchNormalization(name="bn_features", **bn)
         self.dropout = keras.layers.Dropout(self.dropout_rate, name="dropout")
         self.flatten = keras.layers.Flatten(name="flatten")
         self.dense = keras.layers.Dense(self.embedding_dim, name="dense")
+        # float32 under a mixed policy: the embedding feeds the margin head and the losses.
         self.embedding_norm = keras.layers.BatchNormalization(scale=False, name="bn_embedding",
-                                                              **bn)
+                                                              dtype="float32", **bn)
 
     def build(self, input_shape):
         self.feature_norm.build(input_shape)

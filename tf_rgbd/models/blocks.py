@@ -26,13 +26,69 @@ ACTIVATIONS = ("prelu", "relu", "leaky_relu", "none")
 LEAKY_RELU_SLOPE = 0.2
 
 
+@keras.saving.register_keras_serializable(package="tf_rgbd")
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` whose TRAINING pass on a 4-D channels-last tensor is
+    TensorFlow's fused kernel (``FusedBatchNormV3``: one op forward, one op backward).
+
+    Keras 3's layer normalises with separate ops (moments, rsqrt, multiply, add; under a mixed
+    policy also a float32 round trip of the activations), about ten memory-bound passes per
+    layer forward and more backward; the IR-SE backbones have three BNs per unit. The fused
+    kernel takes the bfloat16/float16 activations directly with float32 statistics. Same
+    variables, same maths (moving statistics use the biased batch variance, as Keras does);
+    inference, other ranks, masks, renorm and synchronised BN use Keras' own path unchanged
+    (so exported inference graphs are exactly what they were).
+    """
+
+    def _fusable(self, inputs, training, mask) -> bool:
+        return (bool(training) and self.trainable and mask is None and not self.renorm
+                and not getattr(self, "synchronized", False) and keras.backend.backend() ==
+                "tensorflow" and len(inputs.shape) == 4 and self.axis in (-1, 3)
+                and inputs.shape[-1] is not None)
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fusable(inputs, training, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+        channels = int(inputs.shape[-1])
+        inputs = ops.cast(inputs, self.compute_dtype)
+        if inputs.dtype not in (tf.float32, tf.bfloat16, tf.float16):
+            inputs = tf.cast(inputs, tf.float32)
+        scale = (tf.cast(self.gamma, tf.float32) if self.scale
+                 else tf.ones([channels], tf.float32))
+        offset = (tf.cast(self.beta, tf.float32) if self.center
+                  else tf.zeros([channels], tf.float32))
+        outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+            inputs, scale, offset, epsilon=self.epsilon, data_format="NHWC", is_training=True)
+        # The fused kernel returns the Bessel-corrected variance; Keras' moving average uses
+        # the biased one.
+        count = tf.cast(tf.reduce_prod(tf.shape(inputs)[:-1]), tf.float32)
+        variance = variance * (count - 1.0) / tf.maximum(count, 1.0)
+        momentum = self.momentum
+        self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
+        self.moving_variance.assign(self.moving_variance * momentum
+                                    + variance * (1.0 - momentum))
+        return ops.cast(outputs, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="tf_rgbd")
+class PReLU(keras.layers.PReLU):
+    """``keras.layers.PReLU`` computed as ``where(x > 0, x, alpha * x)``: the same function and
+    variable with three element-wise ops instead of Keras' six (relu, negate, relu, multiply,
+    negate, add), which matters on CPU where each is a memory-bound pass over the activations.
+    """
+
+    def call(self, inputs):
+        return ops.where(inputs > 0, inputs, ops.cast(self.alpha, inputs.dtype) * inputs)
+
+
 def _activation_layer(activation: Optional[str], name: str) -> Optional[keras.layers.Layer]:
     activation = "none" if activation is None else activation
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation {activation!r} is not one of {ACTIVATIONS}")
     if activation == "prelu":
         # One slope per channel, shared over the spatial axes (as in InsightFace).
-        return keras.layers.PReLU(shared_axes=[1, 2], name=name)
+        return PReLU(shared_axes=[1, 2], name=name)
     if activation == "relu":
         return keras.layers.ReLU(name=name)
     if activation == "leaky_relu":
@@ -51,8 +107,8 @@ def make_norm(kind: str, name: str, momentum: float = BN_MOMENTUM, epsilon: floa
     if kind == "instance":
         return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name)
     if kind == "batch":
-        return keras.layers.BatchNormalization(momentum=momentum, epsilon=epsilon,
-                                               synchronized=synchronized, name=name)
+        return FusedBatchNormalization(momentum=momentum, epsilon=epsilon,
+                                       synchronized=synchronized, name=name)
     if kind == "none":
         return None
     raise ValueError(f"unknown norm {kind!r}; choose one of {NORM_KINDS}")
@@ -209,7 +265,7 @@ class IRSEUnit(keras.layers.Layer):
         self.bn_momentum = float(bn_momentum)
         self.bn_epsilon = float(bn_epsilon)
         bn = bn_kwargs(self.bn_momentum, self.bn_epsilon)
-        self.pre_norm = keras.layers.BatchNormalization(
+        self.pre_norm = FusedBatchNormalization(
             momentum=self.bn_momentum, epsilon=self.bn_epsilon, name="bn_in")
         self.conv1 = ConvNormAct(self.filters, 3, 1, activation="prelu", name="conv1", **bn)
         self.conv2 = ConvNormAct(self.filters, 3, self.strides, activation=None, name="conv2", **bn)
@@ -297,8 +353,8 @@ class SpatialAttention(keras.layers.Layer):
                                         use_bias=not normalized,
                                         activation=None if normalized else "sigmoid",
                                         name="conv")
-        self.norms = [keras.layers.BatchNormalization(momentum=self.bn_momentum,
-                                                      epsilon=self.bn_epsilon, name=f"bn{index}")
+        self.norms = [FusedBatchNormalization(momentum=self.bn_momentum,
+                                              epsilon=self.bn_epsilon, name=f"bn{index}")
                       for index in range(self.num_inputs)] if normalized else []
 
     def build(self, input_shape):

@@ -80,7 +80,11 @@ class UNetDecoder(keras.layers.Layer):
         self.base_filters = base_filters
         self.max_filters = max_filters
         self.norm = norm
-        self.upsample = keras.layers.UpSampling2D(2, interpolation="bilinear", name="upsample")
+        # float32 under a mixed policy: XLA's CPU lowering of the bilinear-resize gradient
+        # mixes float32 and bfloat16 operands and fails to compile ("Seen floating point types
+        # of different precisions ... ReluGrad") when the resize runs in bfloat16.
+        self.upsample = keras.layers.UpSampling2D(2, interpolation="bilinear", dtype="float32",
+                                                  name="upsample")
         self.concat = keras.layers.Concatenate(axis=-1, name="concat")
         self.up_convs, self.fuse_convs = [], []
         for level in reversed(range(num_levels)):

@@ -156,8 +156,10 @@ class StyleEncoderHead(keras.layers.Layer):
                                       self.bn_epsilon, name=f"unit{index + 1}")
                       for index, width in enumerate(self.widths)]
         self.dense = keras.layers.Dense(self.embedding_dim, name="dense")
+        # float32 under a mixed policy: f_style feeds the heads and losses (see heads.py).
         self.embedding_norm = keras.layers.BatchNormalization(
-            scale=False, momentum=self.bn_momentum, epsilon=self.bn_epsilon, name="bn_embedding")
+            scale=False, momentum=self.bn_momentum, epsilon=self.bn_epsilon, dtype="float32",
+            name="bn_embedding")
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -255,10 +257,13 @@ class SegmentationGuidedRecognizer(keras.Model):
         else:
             self.mask_encoder = None
             self.spatial_attention = None
+        # The classifiers always compute in float32 (margin logits: arccos/cos near +-1 and
+        # s = 64 do not survive bfloat16's 8-bit mantissa), whatever the dtype policy.
         self.identity_classifier = heads.CombinedMargin(
             self.num_classes, self.margin_s, self.margin_m1, self.margin_m2, self.margin_m3,
-            name="identity_classifier")
-        self.style_classifier = heads.LinearClassifier(NUM_STYLES, name="style_classifier")
+            dtype="float32", name="identity_classifier")
+        self.style_classifier = heads.LinearClassifier(NUM_STYLES, dtype="float32",
+                                                       name="style_classifier")
 
     @property
     def branches(self) -> tuple[str, ...]:
@@ -306,14 +311,18 @@ class SegmentationGuidedRecognizer(keras.Model):
         return outputs
 
     def encode(self, inputs: Mapping, training=None, with_style: bool = True) -> dict:
-        """The forward pass shared by ``call`` and :func:`build_inference_model`."""
+        """The forward pass shared by ``call`` and :func:`build_inference_model`.
+
+        Under a mixed dtype policy the encoders compute in float16/bfloat16; every output is
+        float32 (features for the float32 heads and losses, attention maps for display).
+        """
         self._check_inputs(inputs)
         attention = self.attention_maps(inputs["mask"], training) if self.uses_mask else {}
-        outputs = dict(attention)
+        outputs = {key: ops.cast(value, "float32") for key, value in attention.items()}
         for branch in self.branches:
             encoded = self.encode_branch(branch, inputs[branch], attention, training, with_style)
             for kind, features in encoded.items():
-                outputs[f"{kind}_{branch}"] = features
+                outputs[f"{kind}_{branch}"] = ops.cast(features, "float32")
         return outputs
 
     def call(self, inputs, training=None):

@@ -113,17 +113,46 @@ class RGBDRecognizerTrainer(keras.Model):
             results["acc_fused"] = heads.identity_accuracy(sum(cos_logits.values()), labels)
         return results
 
+    def branches_are_separable(self) -> bool:
+        """True when no branch's total has a gradient path into the OTHER branch's variables
+        (every cross-modal term reads its partner through a stop-gradient: ``cmfl`` with
+        ``cmfl_stop_gradient``, ``sa`` with ``sa_stop_gradient_target``; rho is always
+        constant). Then eq. 14-15's routing equals the plain gradient of the summed totals."""
+        config = self.loss_config
+        if len(self.recognizer.branches) < 2:
+            return True
+        return ((("cmfl" not in config.losses) or config.cmfl_stop_gradient)
+                and (("sa" not in config.losses) or config.sa_stop_gradient_target))
+
     def routed_gradients(self, batch: Mapping) -> tuple[dict, list]:
-        """Losses and (gradient, variable) pairs routed per eq. 14-15 (replica-scaled).
+        """Losses and (gradient, variable) pairs routed per eq. 14-15 (replica-scaled, and
+        loss-scaled under a LossScaleOptimizer).
+
+        When :meth:`branches_are_separable` (the default loss options) the routing is one
+        backward pass over the sum of the totals (each branch's variables only reach their own
+        total, the shared ones get the sum); otherwise each total is differentiated with
+        respect to its own branch and the shared variables from a persistent tape, which
+        back-propagates the shared mask branch and heads once per image branch.
 
         Returns ``(results, grads_and_vars)``; variables that receive no gradient are left out.
         """
         recognizer = self.recognizer
         shared = recognizer.shared_variables()
-        with tf.GradientTape(persistent=True) as tape:
+        separable = self.branches_are_separable()
+        with tf.GradientTape(persistent=not separable) as tape:
             results = self.compute_branch_losses(batch, training=True)
-            scaled = {branch: strategy_lib.replica_scaled(results[f"total_{branch}"])
+            # Under mixed_float16 the optimiser is a LossScaleOptimizer: the objective is
+            # multiplied by its loss scale here and the gradients unscaled in apply_gradients.
+            scaled = {branch: self.optimizer.scale_loss(
+                          strategy_lib.replica_scaled(results[f"total_{branch}"]))
                       for branch in recognizer.branches}
+            objective = tf.add_n(list(scaled.values())) if separable else None
+        if separable:
+            variables = [variable for branch in recognizer.branches
+                         for variable in recognizer.branch_variables(branch)] + shared
+            gradients = tape.gradient(objective, variables)
+            return results, [(gradient, variable) for gradient, variable
+                             in zip(gradients, variables) if gradient is not None]
         shared_gradients = [None] * len(shared)
         grads_and_vars = []
         for branch in recognizer.branches:
