@@ -150,3 +150,20 @@ def test_fused_batch_norm_and_prelu_match_keras(policy):
             assert results[0][0].dtype == (tf.float32 if policy == "float32" else tf.bfloat16)
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+def test_unit_normalization_is_exact_and_float16_safe(tmp_path):
+    rng = np.random.default_rng(0)
+    features = rng.normal(0, 3000, (4, 16)).astype(np.float32)   # x * x overflows float16
+    layer = blocks.UnitNormalization()
+    expected = features / np.linalg.norm(features, axis=-1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(layer(features)), expected, atol=1e-6)
+    half = np.asarray(blocks.UnitNormalization(dtype="float16")(features.astype(np.float16)))
+    assert half.dtype == np.float16 and np.isfinite(half).all(), "float16 overflow"
+    np.testing.assert_allclose(half.astype(np.float32), expected, atol=2e-3)
+    # The trap it avoids: Keras' layer computed in float16 squares 3000 -> inf -> zeros / NaN.
+    keras_half = np.asarray(keras.layers.UnitNormalization(axis=-1, dtype="float16")(
+        features.astype(np.float16))).astype(np.float32)
+    assert not np.allclose(keras_half, expected, atol=2e-3)
+    np.testing.assert_array_equal(np.asarray(layer(np.zeros((1, 4), np.float32))), 0.0)
+    helpers.assert_config_round_trip(layer)

@@ -58,6 +58,7 @@ import tensorflow as tf
 
 from tf_rgbd.data import schema
 from tf_rgbd.metrics.depth import MIN_VALID_PREDICTION
+from tf_rgbd.models import blocks
 from tf_rgbd.models import recognizer as recognizer_lib
 
 GRAPHS = ("depthnet", "recognizer", "pipeline", "pipeline_sensor")
@@ -238,7 +239,7 @@ def _embedding_outputs(encoder: keras.Model, inputs: dict, branches: Sequence[st
         flipped = encoder({name: flip(value) for name, value in inputs.items()})
         encoded = {key: keras.layers.Add(name=f"flip_sum_{key}")([encoded[key], flipped[key]])
                    for key in encoded}
-    outputs = {f"id_{branch}": keras.layers.UnitNormalization(axis=-1, name=f"id_{branch}")(
+    outputs = {f"id_{branch}": blocks.UnitNormalization(name=f"id_{branch}")(
         encoded[f"id_{branch}"]) for branch in branches}
     outputs[SCORE_EMBEDDING] = ScoreEmbedding(name=SCORE_EMBEDDING)(
         [outputs[f"id_{branch}"] for branch in branches])

@@ -72,6 +72,28 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
 
 
 @keras.saving.register_keras_serializable(package="tf_rgbd")
+class UnitNormalization(keras.layers.Layer):
+    """x / ||x||_2 over the last axis, safe in float16.
+
+    Keras' own ``UnitNormalization`` squares x first: embeddings of a few thousand (seen before
+    the normalisation of an IR-SE head) overflow float16's 65504 in x * x, and an fp16 export
+    (ONNX / TFLite) then outputs NaN. Dividing by max |x| first keeps every square <= 1 and
+    changes nothing in exact arithmetic.
+
+    Call: features float [..., D] -> the same shape, unit L2 norm (zero rows stay zero).
+    """
+
+    def call(self, features):
+        scale = ops.max(ops.abs(features), axis=-1, keepdims=True)
+        scaled = features / ops.maximum(scale, ops.cast(1e-12, features.dtype))
+        norm = ops.sqrt(ops.sum(ops.square(scaled), axis=-1, keepdims=True))
+        return scaled / ops.maximum(norm, ops.cast(1e-12, features.dtype))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="tf_rgbd")
 class PReLU(keras.layers.PReLU):
     """``keras.layers.PReLU`` computed as ``where(x > 0, x, alpha * x)``: the same function and
     variable with three element-wise ops instead of Keras' six (relu, negate, relu, multiply,

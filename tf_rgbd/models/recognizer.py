@@ -391,7 +391,7 @@ def build_inference_model(recognizer: SegmentationGuidedRecognizer, image_size: 
     inputs = {name: keras.Input((image_size, image_size, INPUT_CHANNELS[name]), name=name)
               for name in recognizer.modalities}
     encoded = recognizer.encode(inputs, training=False, with_style=False)
-    outputs = {f"id_{branch}": keras.layers.UnitNormalization(axis=-1, name=f"id_{branch}")(
+    outputs = {f"id_{branch}": blocks.UnitNormalization(name=f"id_{branch}")(
         encoded[f"id_{branch}"]) for branch in recognizer.branches}
     if with_attention:
         outputs.update({key: value for key, value in encoded.items()
