@@ -58,17 +58,42 @@ def assert_keras_file_round_trip(model: keras.Model, inputs: Any, tmp_path: Any,
     model.save(path)
     reloaded = keras.saving.load_model(path, compile=False)
     assert_outputs_close(model(inputs, training=False), reloaded(inputs, training=False), atol=atol)
+    assert (len(reloaded.weights), reloaded.count_params()) == (
+        len(model.weights), model.count_params()), "the reloaded model has other weights"
     return reloaded
+
+
+def assert_trains(model: keras.Model, inputs: Any) -> None:
+    """A training-mode forward/backward pass: finite loss, and finite gradients that reach
+    the model's variables (a disconnected graph or a stop-gradient in the wrong place fails).
+    The model's state (BatchNorm statistics, seeds) is restored afterwards: no side effect."""
+    state = [(variable, np.array(variable)) for variable in model.non_trainable_variables]
+    with tf.GradientTape() as tape:
+        outputs = model(inputs, training=True)
+        loss = tf.add_n([tf.reduce_mean(tf.square(tf.cast(value, tf.float32)))
+                         for value in _flat(outputs).values()])
+    assert np.isfinite(float(loss)), "training-mode loss is not finite"
+    gradients = [gradient for gradient in tape.gradient(loss, model.trainable_variables)
+                 if gradient is not None]
+    assert gradients, "no gradient reaches the model's trainable variables"
+    assert all(np.all(np.isfinite(tf.convert_to_tensor(g).numpy())) for g in gradients), (
+        "non-finite gradients")
+    for variable, value in state:
+        variable.assign(value)
 
 
 def run_model_checks(model: keras.Model, inputs: Any, expected_shapes: Mapping[str, tuple],
                      tmp_path: Any, check_config: bool = True, check_saving: bool = True,
-                     atol: float = 1e-5) -> dict[str, np.ndarray]:
-    """The standard battery: forward pass shapes + finiteness, config and .keras round trips."""
+                     atol: float = 1e-5, check_training: bool = True) -> dict[str, np.ndarray]:
+    """The standard battery: forward pass shapes + finiteness, a training-mode gradient pass,
+    config and .keras round trips (same outputs, same weight count). Mixed precision:
+    :func:`run_precision_checks`."""
     outputs = model(inputs, training=False)
     assert_output_shapes(outputs, expected_shapes)
     for name, value in _as_dict(outputs).items():
         assert np.all(np.isfinite(value)), f"output {name!r} has non-finite values"
+    if check_training:
+        assert_trains(model, inputs)
     if check_config:
         assert_config_round_trip(model)
     if check_saving:
