@@ -95,7 +95,9 @@ class RecognizerLossConfig:
         min(L_id^m - L_id^n, sa_max_loss_gap), so rho <= exp(beta * gap) - 1 (6.39 by default).
         With ArcFace (s = 64) the identity losses of the two branches differ by 10-20 nats early
         in training and the printed rho (e^20 ... e^40) makes the first steps diverge to NaN
-        (measured on the tiny synthetic setup). ``inf`` gives the printed formula.
+        (measured on the tiny synthetic setup). ``inf`` gives the printed formula. Which of
+        the two reproduces the paper's L_SA gain (Table 8) is not settled by a seeded
+        measurement yet: the default stays 1.
     """
 
     losses: tuple[str, ...] = LOSS_TERMS
