@@ -56,7 +56,7 @@ TINY = {
                                "--poses=", "--use_mediapipe=false"],
     "bench.depth_table": ["--num_identities=8", "--images_per_identity=3", "--image_size=32",
                           "--steps=2", "--base_filters=4", "--batch_size=4"],
-    "bench.claims": ["--quick", "--claims=depthnet_vs_mean_face,tab45_fused_vs_rgb_generated"],
+    "bench.claims": ["--quick", "--claims=dstar_vs_dgt_gap"],
     "bench.ablation_table": ["--num_identities=6", "--images_per_identity=4",
                              "--image_size=32", "--embedding_dim=16", "--batch_size=8",
                              "--epochs=1", "--steps_per_epoch=1", "--tables=8"],
