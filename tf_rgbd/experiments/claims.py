@@ -274,6 +274,7 @@ def depth_stage(config: ClaimsConfig, data_dir: str, seed_dir: str, seed: int,
                         keep_gt_depth=True, generator_path=generators[DEPTHNET], progress=False)
         seconds["augmentation"] = round(time.time() - started, 1)
     values = {_depth(method): row[DEPTH_METRIC] for method, row in metrics.items()}
+    values.update({f"coverage:{method}": row["coverage"] for method, row in metrics.items()})
     return {"values": values, "depth_metrics": metrics, "generated_dir": generated_dir,
             "seconds": seconds}
 
@@ -376,7 +377,17 @@ def run_claims(config: ClaimsConfig, seeds: Optional[Sequence[int]] = None) -> d
         logging.info("seed %d done (%.0f s so far)", seed, time.time() - started)
     rows = summarize(per_seed, selected_claims(config))
     markdown = format_markdown(rows, sorted(per_seed))
+    coverage = {name[len("coverage:"):]: [per_seed[seed].get(name, math.nan) for seed in per_seed]
+                for name in sorted({key for values in per_seed.values() for key in values
+                                    if key.startswith("coverage:")})}
+    if coverage:
+        markdown += ("\n\nDepth coverage (fraction of the ground-truth face pixels a method "
+                     "predicts, per seed; below 0.5 a method is left out of the common support "
+                     "and its MSE is not measured): " + "; ".join(
+                         f"{method} {', '.join(f'{value:.2f}' for value in values)}"
+                         for method, values in coverage.items()))
     seconds["total"] = round(time.time() - started, 1)
     return {"config": config_lib.to_dict(config), "rows": rows, "markdown": markdown,
             "per_seed": {str(seed): values for seed, values in per_seed.items()},
+            "depth_coverage": coverage,
             "seconds": seconds}
