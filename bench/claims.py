@@ -1,7 +1,7 @@
 """Every claim of the paper measured with seeds and 95 % intervals on the embedded synthetic data.
 
-  python -m bench.claims                          # the full run (3 seeds, sized for <= 60 min
-                                                  # on 2 CPU cores)
+  python -m bench.claims                          # the full run (5 seeds, ~27 min on an idle
+                                                  # 2-core machine)
   python -m bench.claims --quick --output_dir=/tmp/claims_quick   # smoke run (tiny sizes)
   python -m bench.claims --claims=tab6_mask_branch,tab8_add_sa     # only these claims
 
