@@ -7,7 +7,9 @@ Builds (or reuses) a synthetic RGB-D dataset, trains every variant of
 the SAME budget (steps, batch, learning-rate schedule, seed), evaluates each on the dataset's
 ``lock3dface_style`` protocol (rank-1 per probe subset with the variant's own score: fused for
 two image branches, the single branch otherwise; TAR@FAR=0.1 and EER over all pairs) and prints
-both tables. Identical configurations (Table 7's RGB+D+M and Table 8's full set) are trained once.
+both tables. Table 7's rows use the classification loss only (as in the paper), so Table 7's
+RGB+D+M row and Table 8's L_cls row are the same configuration, trained once; Table 8's full
+model is its own run.
 Results go to ``<output_dir>/ablation.json`` and ``bench/results/ablation_table.json``. Sized to finish in a few minutes on 2 CPU cores;
 re-running reuses finished runs (checkpoints + recognizer.keras).
 """

@@ -5,7 +5,8 @@ same synthetic data, evaluates them with the mean-face baseline, and prints one 
   python -m bench.depth_table --data_dir=/tmp/synth --steps=600 --output_dir=/tmp/depth_bench
 
 Rows: methods; columns: the metrics of tf_rgbd/metrics/depth.py (mse_255_intersection is the
-paper's Table 1 protocol). Writes ``<output_dir>/depth_table.json`` (and every run directory) and
+paper's Table 1 protocol: on the support common to the ground truth and EVERY method, whose
+coverage is printed; deltas on metric depth where the data is metric). Writes ``<output_dir>/depth_table.json`` (and every run directory) and
 ``bench/results/depth_table.json``.
 """
 from __future__ import annotations
@@ -133,6 +134,15 @@ def main(argv) -> Optional[int]:
           f"{FLAGS.batch_size} per method, base width {FLAGS.base_filters}, "
           f"{FLAGS.image_size}x{FLAGS.image_size}):")
     print(depth_eval.format_depth_table(results))
+    first = next(iter(results.values()))
+    print(f"common support: {100 * first['support_coverage']:.1f}% of the ground-truth face "
+          f"pixels (every method's prediction valid there); deltas on "
+          f"{'metric depth (mm)' if first['delta_scale_mm'] else 'the normalised scale'}; "
+          "coverage per method: " + ", ".join(
+              f"{name} {100 * row['coverage']:.1f}%"
+              + ("" if row["in_common_support"] else " (below the minimum: left out of the "
+                 "support, its support columns not comparable)")
+              for name, row in results.items()))
     baseline = results[depth_eval.MEAN_FACE]["mse_255_intersection"]
     for name in (n for n in results if n != depth_eval.MEAN_FACE):
         value = results[name]["mse_255_intersection"]

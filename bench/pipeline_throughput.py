@@ -26,7 +26,8 @@ flags.mark_flag_as_required("data_dir")
 def examples_per_second(modalities, augment: bool) -> float:
     dataset = pipeline.make_dataset(FLAGS.data_dir, FLAGS.split, batch_size=FLAGS.batch_size,
                                     image_size=FLAGS.image_size, modalities=modalities,
-                                    augment=augment, shuffle=True, repeat=True, seed=0)
+                                    augment=augment, shuffle=True, repeat=True, seed=0,
+                                    zero_fill=modalities)
     iterator = iter(dataset)
     next(iterator)  # warm-up: graph tracing, file opening
     started = time.perf_counter()

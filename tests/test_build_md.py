@@ -65,6 +65,7 @@ TINY = {
                           "--steps=2", "--base_filters=4", "--batch_size=4"],
     "export.identify": ["--far_target=0.25", "--batch_size=8"],
     "bench.inference_latency": ["--batch_sizes=1,2", "--repeats=3", "--warmup_runs=1"],
+    "bench.claims": ["--quick", "--claims=dstar_vs_dgt_gap"],
     "bench.ablation_table": ["--num_identities=6", "--images_per_identity=4",
                              "--image_size=32", "--embedding_dim=16", "--batch_size=8",
                              "--epochs=1", "--steps_per_epoch=1", "--tables=8"],

@@ -25,7 +25,8 @@ def dataset_dir(tmp_path_factory):
 
 def test_batches_have_the_contracted_shapes_and_ranges(dataset_dir):
     dataset = pipeline.make_dataset(dataset_dir, "train", batch_size=8, image_size=32,
-                                    with_metadata=True, deterministic=True)
+                                    with_metadata=True, deterministic=True,
+                                    zero_fill=("depth", "mask"))
     batches = list(dataset)
     assert len(batches) == 2
     batch = batches[0]
@@ -68,9 +69,10 @@ def test_normalize_depth_matches_the_formula():
 
 def test_augmentation_keeps_modalities_and_landmarks_consistent(dataset_dir):
     plain = next(iter(pipeline.make_dataset(dataset_dir, "train", batch_size=16, image_size=40,
-                                            deterministic=True)))
+                                            deterministic=True, zero_fill=("depth", "mask"))))
     augmented = pipeline.make_dataset(dataset_dir, "train", batch_size=16, image_size=40,
-                                      augment=True, seed=3, deterministic=True)
+                                      augment=True, seed=3, deterministic=True,
+                                      zero_fill=("depth", "mask"))
     first, second = next(iter(augmented)), next(iter(augmented))
     np.testing.assert_array_equal(first["rgb"].numpy(), second["rgb"].numpy())  # seeded
     assert not np.allclose(first["rgb"].numpy(), plain["rgb"].numpy())
@@ -84,6 +86,32 @@ def test_augmentation_keeps_modalities_and_landmarks_consistent(dataset_dir):
         assert mask[int(round(nose_y)), int(round(nose_x))] == 5, "nose landmark left the nose"
         left_eye, right_eye = first["landmarks5"].numpy()[i, :2]
         assert left_eye[0] < right_eye[0], "flip must swap the eye landmarks"
+
+
+def test_missing_modality_is_an_error_never_zeros_unless_asked(dataset_dir):
+    # Every 4th example has no depth and no mask: asking for them without zero_fill stops with
+    # an error naming the modality, the shard and the record.
+    for key in ("depth", "mask"):
+        dataset = pipeline.make_dataset(dataset_dir, "train", batch_size=4, image_size=32,
+                                        modalities=("rgb", key), deterministic=True)
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=f"lacks the requested modality .{{0,3}}{key}.*train-0000"):
+            list(dataset)
+    # RGB alone reads every example; zero_fill reads them all and flags the missing ones.
+    assert sum(len(b["rgb"]) for b in pipeline.make_dataset(
+        dataset_dir, "train", batch_size=4, image_size=32, modalities=("rgb",))) == 16
+    filled = list(pipeline.make_dataset(dataset_dir, "train", batch_size=16, image_size=32,
+                                        modalities=("rgb", "depth"), zero_fill=("depth",)))
+    assert int(np.sum(~filled[0]["has_depth"].numpy())) == 4
+
+
+def test_example_ids_select_records_before_decoding(dataset_dir):
+    wanted = ["test/00001", "test/00006", "test/00011"]
+    batches = list(pipeline.make_dataset(dataset_dir, "train", batch_size=8, image_size=32,
+                                         modalities=("rgb",), with_metadata=True,
+                                         example_ids=wanted, deterministic=True))
+    read = sorted(value.decode() for b in batches for value in b["example_id"].numpy())
+    assert read == wanted
 
 
 def _write_raw_records(path, records):

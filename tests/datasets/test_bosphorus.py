@@ -85,8 +85,9 @@ def test_build_depth_labels_and_protocol(tmp_path):
     assert error < 1.0 and coverage > 0.97, (error, coverage)
     protocol = common.read_protocol(str(tmp_path / "out"), "bosphorus_test")
     assert protocol["gallery"] == ["bs001/bs001_N_N_0", "bs002/bs002_N_N_0"]
+    # Setting 1 = every expression scan, emotions and action units (issue 10, defect 7).
     assert sorted(protocol["probes"]["setting1_expression"]) == [
-        "bs001/bs001_E_HAPPY_0", "bs002/bs002_E_SURPRISE_0"]
+        "bs001/bs001_E_HAPPY_0", "bs002/bs002_E_SURPRISE_0", "bs002/bs002_LFAU_9_0"]
     assert len(protocol["probes"]["setting2_all"]) == len(STEMS) - 2
 
 

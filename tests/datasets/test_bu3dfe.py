@@ -15,9 +15,9 @@ from tf_rgbd.data.errors import SkipExample
 NAMES = [("F0001", "NE00WH"), ("F0001", "HA03WH"), ("M0002", "NE00AE"), ("M0002", "SU04AE")]
 
 
-def _write_dataset(root):
+def _write_dataset(root, names=NAMES):
     mesh = writers.bu3dfe_mesh()
-    for subject, tag in NAMES:
+    for subject, tag in names:
         folder = os.path.join(root, subject)
         os.makedirs(folder, exist_ok=True)
         writers.write_wrl(os.path.join(folder, f"{subject}_{tag}_F3D.wrl"), mesh["points"],
@@ -82,6 +82,23 @@ def test_build_matches_known_geometry_and_labels(tmp_path):
     protocol = common.read_protocol(str(tmp_path / "out"), "bu3dfe_train")
     assert protocol["gallery"] == ["F0001/F0001_NE00WH"]
     assert protocol["probes"] == {"all": ["F0001/F0001_HA03WH"]}
+
+
+def test_default_protocol_is_over_all_subjects(tmp_path):
+    # issue 10, defect 7: the paper's protocol (100 neutral gallery scans, 2,400 expression
+    # probes) covers every subject; --heldout_subjects=N keeps a depth-evaluation split.
+    # 12 subjects (more than the former 10 held out), one expression scan each besides neutral
+    # for two of them.
+    names = [(f"F{i:04d}", "NE00WH") for i in range(1, 13)] + [("F0001", "HA03WH"),
+                                                               ("F0012", "SU04WH")]
+    _write_dataset(str(tmp_path / "in"), names)
+    _, examples = common.build_and_read(
+        source="bu3dfe", input_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "out"),
+        use_mediapipe=False, image_size=32)
+    assert list(examples) == ["test"] and len(examples["test"]) == len(names)
+    protocol = common.read_protocol(str(tmp_path / "out"), "bu3dfe_test")
+    assert len(protocol["gallery"]) == 12
+    assert sorted(protocol["probes"]["all"]) == ["F0001/F0001_HA03WH", "F0012/F0012_SU04WH"]
 
 
 def test_malformed_wrl_is_skipped_and_fatal_with_fail(tmp_path):

@@ -1,4 +1,5 @@
 """Recognition losses (paper eq. 8-15) against values computed by hand."""
+import dataclasses
 import math
 
 import numpy as np
@@ -144,9 +145,37 @@ def test_branch_totals_are_weighted_sums_of_the_terms():
     assert float(only_cls["total_rgb"]) == pytest.approx(0.5 * float(only_cls["cls_rgb"]))
 
     single = recognition.branch_losses({"rgb": outputs["rgb"]}, labels, {"rgb": 0}, config)
-    assert "cmfl_rgb" not in single and "sa_rgb" not in single and "dis_rgb" in single
+    # One branch: no cross-modal terms, no style to disentangle (issue 10, defect 2).
+    assert not any(key in single for key in ("cmfl_rgb", "sa_rgb", "dis_rgb"))
 
 
 def test_unknown_loss_term_is_rejected():
     with pytest.raises(ValueError, match="unknown"):
         RecognizerLossConfig(losses=("cls", "triplet"))
+
+
+# --- issue 10, defect 2: one image branch has no style to classify or disentangle -------------
+
+def test_single_branch_cls_is_the_identity_loss_alone_and_dis_is_not_used():
+    id_logits = tf.constant([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    labels = tf.constant([0, 1])
+    outputs = {"depth": recognition.BranchOutputs(
+        id_logits=id_logits, style_logits=tf.constant([[0.3, -0.2], [0.1, 0.4]]),
+        identity_features=tf.ones([2, 4]), dis_identity_logits=tf.zeros([2, 3]),
+        dis_style_logits=tf.zeros([2, 2]))}
+    results = recognition.branch_losses(outputs, labels, {"depth": 1}, RecognizerLossConfig())
+    identity = float(recognition.identity_loss(id_logits, labels))
+    assert float(results["cls_depth"]) == pytest.approx(identity, rel=1e-6)
+    assert "dis_depth" not in results and "sa_depth" not in results
+    assert float(results["total_depth"]) == pytest.approx(0.5 * identity, rel=1e-6)
+
+
+def test_table7_variants_are_classification_only_and_table8_full_is_its_own_run():
+    from tf_rgbd.config import recognizer as config
+
+    for name in config.TABLE7_VARIANTS:
+        assert config.VARIANTS[name].losses == ("cls",), name
+    # Table 7's last row IS Table 8's baseline; Table 8's full model differs from it.
+    assert config.VARIANTS["t7_rgbd_mask"] == dataclasses.replace(
+        config.VARIANTS["t8_cls"], description=config.VARIANTS["t7_rgbd_mask"].description)
+    assert config.VARIANTS["t8_all"].losses != config.VARIANTS["t7_rgbd_mask"].losses

@@ -31,9 +31,16 @@ def test_depth_metrics_equal_hand_computed_values():
     # Face = top-left, top-right, bottom-right (bottom-left is background).
     assert result["mse_255"] == pytest.approx(((0.1 * 255) ** 2 + 0 + (0.8 * 255) ** 2) / 3,
                                               rel=1e-5)
-    assert result["delta_1.25"] == pytest.approx(1.0)           # ratios 1.2 and 1.0
-    assert result["delta_1.25^(1/2)"] == pytest.approx(0.5)     # 1.2 >= 1.118
-    assert result["delta_1.25^(1/4)"] == pytest.approx(0.5)
+    # Deltas on metric depth when it is known (issue 10, defect 4): z ratios 600/580 = 1.034
+    # and 1.0, inside even 1.25^(1/4) = 1.057.
+    assert result["delta_1.25"] == pytest.approx(1.0)
+    assert result["delta_1.25^(1/4)"] == pytest.approx(1.0)
+    # Without metric depth: on the normalised scale, ratios 1.2 and 1.0.
+    normalised = depth_metrics.DepthMetricsAccumulator(depth_range_mm=200.0)
+    normalised.update(PRED, GT, _one_hot(GT_CLASSES))
+    assert normalised.result()["delta_1.25"] == pytest.approx(1.0)
+    assert normalised.result()["delta_1.25^(1/2)"] == pytest.approx(0.5)     # 1.2 >= 1.118
+    assert normalised.result()["delta_1.25^(1/4)"] == pytest.approx(0.5)
     # mm: z = 500 + (1 - d) * 200 -> gt 600 vs pred 580, and 500 vs 500.
     assert result["rmse_mm"] == pytest.approx(math.sqrt(20.0 ** 2 / 2), rel=1e-5)
     assert result["abs_rel"] == pytest.approx((20.0 / 600.0) / 2, rel=1e-5)

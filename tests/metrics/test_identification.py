@@ -65,3 +65,13 @@ def test_average_and_table():
     lines = table.splitlines()
     assert "expression" in lines[0] and "average" in lines[0]
     assert lines[2].split()[1:] == ["50.00", "25.00", "n/a", "37.50"]
+
+
+def test_neutral_subset_is_reported_but_not_averaged():
+    # issue 10, defect 3: Lock3DFace's neutral probes (near-duplicates of the gallery) never
+    # enter the average (the paper's = mean of expression, pose, occlusion, time).
+    perfect = identification.identify(np.eye(2), [0, 1], [0, 1])
+    wrong = identification.identify(np.fliplr(np.eye(2)), [0, 1], [0, 1])
+    results = {"neutral": perfect, "expression": wrong, "pose": perfect, "occlusion": wrong,
+               "time": wrong}
+    assert identification.average_rank1(results, exclude=("neutral",)) == pytest.approx(0.25)

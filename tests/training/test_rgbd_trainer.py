@@ -111,6 +111,18 @@ def test_overfits_a_tiny_batch():
         assert float(results[key]) == 1.0, {k: float(v) for k, v in results.items()}
 
 
+def test_single_branch_trains_no_style_classifier_and_no_disentanglement():
+    # issue 10, defect 2: one image branch -> L_cls is the identity loss alone, no L_dis.
+    trainer = _trainer(modalities=("depth",))
+    results = trainer.compute_branch_losses(_batch(), training=True)
+    assert "dis_depth" not in results
+    assert float(results["cls_depth"]) == pytest.approx(float(results["id_depth"]), rel=1e-6)
+    assert not any(name.startswith("loss_dis") for name in trainer.tracker_names)
+    _, routed = trainer.routed_gradients(_batch())
+    style = {id(v) for v in trainer.recognizer.style_classifier.trainable_variables}
+    assert not any(id(variable) in style for _, variable in routed)
+
+
 def test_learning_rate_schedule_steps_down():
     schedule = rgbd_trainer.learning_rate_schedule(
         SGDConfig(learning_rate=0.1, lr_decay_epochs=(6, 10, 17)), steps_per_epoch=5)
@@ -119,7 +131,8 @@ def test_learning_rate_schedule_steps_down():
     optimizer = rgbd_trainer.build_optimizer(SGDConfig(), steps_per_epoch=5)
     assert isinstance(optimizer, keras.optimizers.SGD)
     assert optimizer.momentum == pytest.approx(0.9)
-    assert optimizer.weight_decay == pytest.approx(5e-4)
+    # The paper's weight decay, coupled into the gradient (tests/training/test_optimizers.py).
+    assert optimizer.l2 == pytest.approx(5e-4) and not optimizer.weight_decay
 
 
 # --- end to end on a tiny written dataset ------------------------------------------------------
@@ -273,3 +286,25 @@ def test_run_training_under_mirrored_strategy_fits(tmp_path):
     summary = recognizer_training.run_training(experiment)
     assert summary["total_steps"] == 2
     assert os.path.exists(os.path.join(model_dir, "recognizer.keras"))
+
+
+def test_identity_classes_are_those_present_in_the_training_split(tmp_path):
+    # issue 10, defect 7: a dataset of 5 identities whose training split holds only labels 1
+    # and 3 (the others held out): C_id has 2 classes, labels remapped to 0/1.
+    from tests import helpers
+
+    data_dir = str(tmp_path / "data")
+    labels = [1, 3, 1, 3]
+    results = {"train": writer.write_split(
+        data_dir, "train", list(range(4)),
+        lambda index: [helpers.make_face_example(index, size=SIZE, label=labels[index])],
+        num_shards=1, progress=False)}
+    writer.write_manifest(data_dir, "gappy", [f"s{i:03d}" for i in range(5)], results)
+    experiment = _experiment(data_dir, str(tmp_path / "run"))
+    task = recognizer_training.RecognizerTrainingTask(experiment)
+    prepared = task.prepare_config(experiment, writer.read_manifest(data_dir))
+    assert prepared.num_classes == 2
+    assert prepared.depth_source == "gt"   # "auto" resolved on a ground-truth RGB-D dataset
+    batch = next(iter(recognizer_training.remap_labels(
+        tf.data.Dataset.from_tensor_slices({"label": tf.constant(labels)}).batch(4), (1, 3))))
+    assert batch["label"].numpy().tolist() == [0, 1, 0, 1]

@@ -116,7 +116,8 @@ class ShardAugmenter:
         batches = pipeline.make_dataset(
             shard_path, split=None, batch_size=self.batch_size, image_size=self.image_size,
             modalities=modalities, deterministic=True, with_metadata=True,
-            depth_range_mm=self.depth_range_mm)
+            depth_range_mm=self.depth_range_mm,
+            zero_fill=("depth",))  # examples without depth get no gt_depth (has_depth checked)
         position = 0
         for batch in batches.as_numpy_iterator():
             count = len(batch["rgb"])

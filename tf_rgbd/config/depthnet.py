@@ -11,6 +11,10 @@ from tf_rgbd.config import choice
 from tf_rgbd.config.run import RunConfig
 
 ARCHS = ("depthnet", "cgan")
+# Which examples of the training split a run uses: every one, or (per-database fine-tuning,
+# the paper's step before augmenting a 3D database) the protocol's gallery, or its session-1
+# neutral examples; probes never (tf_rgbd.data.protocol.finetune_example_ids).
+FINETUNE_SETS = ("all", "gallery", "session1_neutral")
 # Generator / discriminator normalisations (tf_rgbd.models.blocks.make_norm).
 NORM_KINDS = ("instance", "batch", "none")
 
@@ -91,13 +95,30 @@ class OptimizerConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DepthTrainingConfig:
-    """Everything a depth training run needs; saved as ``model_dir/config.json``."""
+    """Everything a depth training run needs; saved as ``model_dir/config.json``.
+
+    Attributes:
+      finetune_on: ``all`` (every example of ``--train_split``), ``gallery`` (the gallery of
+        ``--protocol``: Bosphorus, FRGC) or ``session1_neutral`` (session-1 neutral unoccluded
+        examples of the protocol's split that are no probe: Lock3DFace). The paper fine-tunes
+        DepthNet this way on each 3D database (``--init_from`` the 2D-trained run) before
+        augmenting it. Probe examples are never read.
+      protocol: the protocol (file stem under ``<data_dir>/protocols``) that selects the
+        fine-tuning examples; '' = the only protocol of ``--train_split``.
+    """
 
     model: DepthModelConfig = DepthModelConfig()
     losses: DepthLossWeights = DepthLossWeights()
     optimizer: OptimizerConfig = OptimizerConfig()
     run: RunConfig = RunConfig(batch_size=16, epochs=10, val_split="test",
                                checkpoint_every_steps=200)
+    finetune_on: str = choice("all", FINETUNE_SETS)
+    protocol: str = ""
+
+    def __post_init__(self):
+        if self.finetune_on not in FINETUNE_SETS:
+            raise ValueError(f"finetune_on must be one of {FINETUNE_SETS}, got "
+                             f"{self.finetune_on!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,6 +6,11 @@ background / no data; masks are 7-channel one-hot.
 
 A corrupt record (undecodable or truncated image, sizes that disagree) stops iteration with an
 ``InvalidArgumentError`` whose message names the shard file and the record index inside it.
+
+A requested modality that an example lacks (``has_depth``/``has_mask``/``has_gt_depth``/
+``has_neutral_depth`` = 0) is an error of the same kind, unless the caller lists it in
+``zero_fill`` (then that example gets zeros and its ``has_*`` flag says so): nothing is
+zero-filled unless asked for.
 """
 from __future__ import annotations
 
@@ -120,9 +125,20 @@ def masked_resize(depth: tf.Tensor, size: int) -> tf.Tensor:
     return tf.where(weight > 0.5, summed / tf.maximum(weight, 1e-6), tf.zeros_like(summed))
 
 
+def _missing_check(available: tf.Tensor, key: str, zero_fill: Sequence[str], shard: tf.Tensor,
+                   index: tf.Tensor) -> list:
+    if key in zero_fill:
+        return []
+    return [tf.debugging.Assert(available, [
+        f"example lacks the requested modality {key!r} (has_{key} = 0) in shard", shard,
+        "at record index", index, f"- drop {key!r} from the requested modalities, use a "
+        f"dataset that has it, or ask for zeros explicitly (zero_fill / --zero_fill_missing)"],
+        summarize=3)]
+
+
 def _decode_record(shard: tf.Tensor, index: tf.Tensor, serialized: tf.Tensor,
                    image_size: int, modalities: Sequence[str], depth_range_mm: float,
-                   with_metadata: bool) -> dict[str, tf.Tensor]:
+                   with_metadata: bool, zero_fill: Sequence[str] = ()) -> dict[str, tf.Tensor]:
     parsed = schema.parse_example(serialized)
     checks = [_check(tf.equal(parsed["schema_version"], schema.SCHEMA_VERSION),
                      "unsupported schema_version", shard, index)]
@@ -163,6 +179,10 @@ def _decode_record(shard: tf.Tensor, index: tf.Tensor, serialized: tf.Tensor,
     if depth_keys:
         def raw_depth(key: str) -> tf.Tensor:
             available = tf.equal(parsed["has_" + key], 1) if key != "depth" else has_depth
+            if key in depth_keys:
+                with tf.control_dependencies(_missing_check(available, key, zero_fill, shard,
+                                                            index)):
+                    available = tf.identity(available)
             return tf.cond(
                 available,
                 lambda: tf.cast(decode_png(key, 1, tf.uint16), tf.float32) * parsed["depth_scale_mm"],
@@ -180,6 +200,8 @@ def _decode_record(shard: tf.Tensor, index: tf.Tensor, serialized: tf.Tensor,
             output[key] = masked_resize(normalised, image_size)
     if "mask" in modalities:
         has_mask = tf.equal(parsed["has_mask"], 1)
+        with tf.control_dependencies(_missing_check(has_mask, "mask", zero_fill, shard, index)):
+            has_mask = tf.identity(has_mask)
         mask = tf.cond(has_mask,
                        lambda: tf.image.resize(decode_png("mask", 1, tf.uint8), [image_size, image_size],
                                                method="nearest"),
@@ -200,6 +222,24 @@ def _decode_record(shard: tf.Tensor, index: tf.Tensor, serialized: tf.Tensor,
             output[key] = parsed[key]
         output["session"] = tf.cast(parsed["session"], tf.int32)
     return output
+
+
+def _id_filter(example_ids: Sequence[str]):
+    """A ``(shard, index, record) -> bool`` predicate keeping the records of ``example_ids``;
+    it parses only the ``example_id`` feature."""
+    wanted = sorted(set(str(example_id) for example_id in example_ids))
+    if not wanted:
+        raise ValueError("example_ids is empty: no example would be read")
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(wanted), tf.ones([len(wanted)], tf.int32)),
+        default_value=0)
+    feature = {"example_id": tf.io.FixedLenFeature([], tf.string, default_value="")}
+
+    def keep(shard, index, record):
+        del shard, index
+        return tf.equal(table.lookup(tf.io.parse_single_example(record, feature)["example_id"]), 1)
+
+    return keep
 
 
 IMAGE_KEYS_BILINEAR = ("rgb",)
@@ -271,7 +311,8 @@ def make_dataset(pattern: str, split: Optional[str] = "train", batch_size: int =
                  drop_remainder: bool = False, with_metadata: bool = False,
                  depth_range_mm: float = DEFAULT_DEPTH_RANGE_MM,
                  shuffle_buffer: int = 2048, skip_examples: int = 0,
-                 exclude_shards: Sequence[str] = ()) -> tf.data.Dataset:
+                 exclude_shards: Sequence[str] = (), zero_fill: Sequence[str] = (),
+                 example_ids: Optional[Sequence[str]] = None) -> tf.data.Dataset:
     """Builds the batched input pipeline over TFRecord shards.
 
     Args:
@@ -296,6 +337,11 @@ def make_dataset(pattern: str, split: Optional[str] = "train", batch_size: int =
         of every later record is the one it gets without the skip).
       exclude_shards: shard file names (or paths) to leave out, e.g. corrupt ones found by
         ``tf_rgbd.data.verify``.
+      zero_fill: requested modalities that may be missing from an example and are then zeros
+        (the caller weights with ``has_depth``/``has_mask``); any other missing requested
+        modality stops iteration with an error naming the shard and record.
+      example_ids: keep only these examples (e.g. a protocol's gallery); the others are
+        dropped after reading their ``example_id`` and before anything else is decoded.
 
     Returns:
       A dataset of dicts: ``rgb`` float32 [B,S,S,3] in [-1, 1]; ``depth`` (and ``neutral_depth``,
@@ -319,6 +365,8 @@ def make_dataset(pattern: str, split: Optional[str] = "train", batch_size: int =
     dataset = file_names.interleave(records_of, cycle_length=min(len(files), 8),
                                     num_parallel_calls=autotune,
                                     deterministic=deterministic)
+    if example_ids is not None:
+        dataset = dataset.filter(_id_filter(example_ids))
     if shuffle:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
@@ -332,7 +380,7 @@ def make_dataset(pattern: str, split: Optional[str] = "train", batch_size: int =
     dataset = dataset.map(
         lambda position, element: (position, _decode_record(
             element[0], element[1], element[2], image_size, modalities, depth_range_mm,
-            with_metadata)),
+            with_metadata, tuple(zero_fill))),
         num_parallel_calls=autotune, deterministic=deterministic)
     if augment:
         # Unseeded runs draw a fresh base seed; seeded runs augment identically every time.

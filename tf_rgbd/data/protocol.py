@@ -14,6 +14,9 @@ from typing import Iterable, Mapping, Optional
 from tf_rgbd import io_utils
 
 PROTOCOLS_DIR = "protocols"
+# Protocol files written before ``report_only`` existed: the subsets that are near-duplicates
+# of the gallery (Lock3DFace's ``neutral``: other frames of the gallery video), per dataset.
+LEGACY_REPORT_ONLY = {"lock3dface": ("neutral",)}
 
 
 class ProtocolError(ValueError):
@@ -31,6 +34,9 @@ class Protocol:
       gallery: example ids enrolled in the gallery.
       probes: subset name -> example ids probed against the gallery.
       description: free text (how the lists were chosen).
+      report_only: probe subsets reported on their own but left out of the average and of
+        the pooled all-probe figures (Lock3DFace's ``neutral``: near-duplicates of the gallery;
+        the paper averages Expression, Pose, Occlusion, Time).
     """
 
     name: str
@@ -39,18 +45,33 @@ class Protocol:
     gallery: tuple[str, ...]
     probes: Mapping[str, tuple[str, ...]]
     description: str = ""
+    report_only: tuple[str, ...] = ()
 
-    def all_probe_ids(self) -> tuple[str, ...]:
-        """Union of the probe subsets, in first-seen order."""
+    def __post_init__(self):
+        unknown = sorted(set(self.report_only) - set(self.probes))
+        if unknown:
+            raise ProtocolError(f"protocol {self.name!r}: report_only subsets {unknown} are not "
+                                f"probe subsets ({sorted(self.probes)})")
+        object.__setattr__(self, "report_only", tuple(sorted(self.report_only)))
+
+    def averaged_subsets(self) -> tuple[str, ...]:
+        """The probe subsets whose mean rank-1 is the protocol's "average" (in order)."""
+        return tuple(subset for subset in self.probes if subset not in self.report_only)
+
+    def all_probe_ids(self, include_report_only: bool = False) -> tuple[str, ...]:
+        """Union of the averaged probe subsets (all subsets with ``include_report_only``), in
+        first-seen order: the probes of the pooled rank-1 / TAR / EER."""
         seen: dict[str, None] = {}
-        for ids in self.probes.values():
-            seen.update(dict.fromkeys(ids))
+        for subset, ids in self.probes.items():
+            if include_report_only or subset not in self.report_only:
+                seen.update(dict.fromkeys(ids))
         return tuple(seen)
 
     def to_json_dict(self) -> dict:
         return {"name": self.name, "dataset": self.dataset, "split": self.split,
                 "description": self.description, "gallery": list(self.gallery),
                 "probes": {key: list(ids) for key, ids in self.probes.items()},
+                "report_only": list(self.report_only),
                 "counts": {"gallery": len(self.gallery),
                            **{key: len(ids) for key, ids in self.probes.items()}}}
 
@@ -117,7 +138,10 @@ def load_protocol(path: str, known_ids: Optional[Iterable[str]] = None) -> Proto
     protocol = Protocol(name=raw["name"], dataset=raw["dataset"], split=raw["split"],
                         gallery=tuple(raw["gallery"]),
                         probes={key: tuple(ids) for key, ids in raw["probes"].items()},
-                        description=raw.get("description", ""))
+                        description=raw.get("description", ""),
+                        report_only=tuple(raw["report_only"]) if "report_only" in raw else tuple(
+                            subset for subset in LEGACY_REPORT_ONLY.get(raw["dataset"], ())
+                            if subset in raw["probes"]))
     validate_protocol(protocol, known_ids)
     return protocol
 
@@ -182,7 +206,7 @@ def lock3dface_style_protocol(records, dataset: str, name: str = "lock3dface_sty
 
 def first_match_gallery_protocol(records, dataset: str, name: str, gallery_candidate,
                                  probe_subsets, split: str = "test", description: str = "",
-                                 include=None) -> Protocol:
+                                 include=None, report_only=()) -> Protocol:
     """A protocol with one gallery example per subject and predicate-defined probe subsets.
 
     Records are taken in example-id order (the readers' ids sort chronologically within a
@@ -197,6 +221,7 @@ def first_match_gallery_protocol(records, dataset: str, name: str, gallery_candi
       gallery_candidate: record -> bool.
       probe_subsets: mapping subset name -> (record -> bool).
       include: optional record -> bool applied first (e.g. drop pose-augmented renders).
+      report_only: subsets reported but not averaged nor pooled (see :class:`Protocol`).
     """
     records = sorted((r for r in records if include is None or include(r)),
                      key=lambda record: record.example_id)
@@ -216,7 +241,44 @@ def first_match_gallery_protocol(records, dataset: str, name: str, gallery_candi
     if missing:
         description += (f"; {len(missing)} subjects without a gallery candidate left out: "
                         f"{missing[:10]}")
+    kept = {key: tuple(ids) for key, ids in probes.items() if ids}
     return Protocol(name=name, dataset=dataset, split=split,
-                    gallery=tuple(sorted(gallery.values())),
-                    probes={key: tuple(ids) for key, ids in probes.items() if ids},
-                    description=description)
+                    gallery=tuple(sorted(gallery.values())), probes=kept,
+                    description=description,
+                    report_only=tuple(subset for subset in report_only if subset in kept))
+
+
+# ---------------------------------------------------------------------------------------------
+# Fine-tuning sets (per-database DepthNet fine-tuning, tf_rgbd.training.depth_training).
+
+def finetune_example_ids(protocol: Protocol, records, which: str) -> tuple[str, ...]:
+    """Example ids of ``protocol.split`` a per-database fine-tuning may read; never a probe.
+
+    Args:
+      protocol: the evaluation protocol whose probes must stay unseen.
+      records: ExampleRecord-like objects of ``protocol.split`` (``example_id``, ``session``,
+        ``expression``, ``occlusion``).
+      which: ``gallery`` (the protocol's gallery: Bosphorus, FRGC) or ``session1_neutral``
+        (session-1 neutral unoccluded examples, gallery included, minus every probe of every
+        subset, report-only ones too: Lock3DFace).
+
+    Raises:
+      ProtocolError: unknown ``which`` or nothing selected.
+    """
+    probes = set(protocol.all_probe_ids(include_report_only=True))
+    if which == "gallery":
+        chosen = list(protocol.gallery)
+    elif which == "session1_neutral":
+        gallery = set(protocol.gallery)
+        chosen = sorted({record.example_id for record in records
+                         if record.example_id in gallery or (
+                             record.session == 1 and record.expression == "neutral"
+                             and record.occlusion == "none")} - probes)
+    else:
+        raise ProtocolError(f"fine-tuning set must be 'gallery' or 'session1_neutral', got "
+                            f"{which!r}")
+    chosen = [example_id for example_id in chosen if example_id not in probes]
+    if not chosen:
+        raise ProtocolError(f"protocol {protocol.name!r}: no {which} example outside the probes "
+                            "to fine-tune on")
+    return tuple(chosen)

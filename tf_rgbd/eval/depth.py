@@ -17,8 +17,8 @@ from tf_rgbd import io_utils
 from tf_rgbd.config.depthnet import DepthEvalConfig
 from tf_rgbd.data import pipeline, schema
 from tf_rgbd.models.loading import load_depth_generator
-from tf_rgbd.metrics.depth import (TABLE_COLUMNS, DepthMetricsAccumulator,  # noqa: F401
-                                   to_unit_depth)
+from tf_rgbd.metrics.depth import (DELTA_THRESHOLDS, MIN_VALID_PREDICTION,  # noqa: F401
+                                   TABLE_COLUMNS, DepthMetricsAccumulator, to_unit_depth)
 
 
 def mean_face_depth(batches: Iterable[Mapping[str, tf.Tensor]],
@@ -140,12 +140,33 @@ def generator_predictor(generator, mask_background: bool = False
     return lambda batch: forward(batch["rgb"])
 
 
+# Columns measured on the common support (the pixels every compared method predicts).
+SUPPORT_COLUMNS = ("mse_255_intersection", "rmse_mm", "abs_rel", *DELTA_THRESHOLDS)
+DEFAULT_MIN_COVERAGE = 0.5
+
+
+def _prediction_valid(outputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+    return to_unit_depth(outputs["depth"]) >= MIN_VALID_PREDICTION
+
+
 def evaluate_depth_models(data_dir: str, predictors: Mapping[str, Callable],
                           split: str = "test", train_split: str = "train",
                           image_size: int = 64, batch_size: int = 16,
                           depth_range_mm: float = 200.0,
-                          include_mean_face: bool = True) -> dict[str, dict[str, float]]:
-    """Every metric of this module for each model (and the mean-face baseline) on a split.
+                          include_mean_face: bool = True,
+                          min_coverage: float = DEFAULT_MIN_COVERAGE
+                          ) -> dict[str, dict[str, float]]:
+    """Every metric of this module for each model (and the mean-face baseline) on a split, on
+    ONE common support so the rows are comparable (the DepthNet paper's Table 1 protocol).
+
+    The support-based columns (``SUPPORT_COLUMNS``: MSE on the intersection, RMSE/AbsRel in mm,
+    the deltas) are measured on the pixels where the ground truth AND every compared method
+    predict depth. A method that covers less than ``min_coverage`` of the ground-truth face
+    pixels would shrink that support to nearly nothing (a predictor of one correct pixel would
+    score MSE 0 and delta 1): it is left out of the common support and its support-based
+    columns are NaN (not comparable); its ``mse_255`` (whole face, missing pixels count as 0)
+    is still reported. The deltas are on metric depth (mm) when every evaluated example has
+    metric ground truth, else on the normalised scale (``delta_scale``).
 
     Args:
       data_dir: dataset directory (``python -m datasets.build`` output).
@@ -153,24 +174,91 @@ def evaluate_depth_models(data_dir: str, predictors: Mapping[str, Callable],
       split: evaluated split; ``train_split`` gives the mean face.
       image_size: S the models take.
       include_mean_face: add the :data:`MEAN_FACE` row (first).
+      min_coverage: smallest fraction of ground-truth face pixels a method must predict to
+        take part in the common support.
 
     Returns:
-      ``{method: {metric: value}}`` (``rmse_mm``/``abs_rel`` only for metric-depth datasets).
+      ``{method: {metric: value, "coverage": fraction of ground-truth face pixels it predicts,
+      "support_coverage": fraction of them in the common support, "in_common_support": 1.0 /
+      0.0, "delta_scale_mm": 1.0 / 0.0}}`` (``rmse_mm``/``abs_rel`` only for metric-depth
+      datasets).
     """
+    manifest = pipeline.read_manifest(data_dir)
     near_mm = nearest_depth_mm_by_example(pipeline.list_shards(data_dir, split))
+    with_depth = manifest["splits"][split]["histograms"].get("has_depth", {}).get("True", 0)
+    metric_depth = bool(near_mm) and len(near_mm) >= with_depth
 
     def batches(which: str, with_metadata: bool = True):
         return pipeline.make_dataset(data_dir, which, batch_size=batch_size,
                                      image_size=image_size, deterministic=True,
-                                     with_metadata=with_metadata, depth_range_mm=depth_range_mm)
+                                     with_metadata=with_metadata, depth_range_mm=depth_range_mm,
+                                     zero_fill=("depth", "mask"))  # weighted by has_depth/mask
 
     methods: dict[str, Callable] = {}
     if include_mean_face:
         mean_depth = mean_face_depth(batches(train_split, with_metadata=False).as_numpy_iterator())
         methods[MEAN_FACE] = mean_face_predictor(mean_depth)
     methods.update(predictors)
-    return {name: evaluate_depth_predictor(predict, batches(split), depth_range_mm, near_mm)
-            for name, predict in methods.items()}
+
+    excluded: set[str] = set()
+    while True:
+        results, coverage = _evaluate_on_common_support(
+            methods, batches(split), excluded, depth_range_mm,
+            near_mm if metric_depth else None)
+        too_small = {name for name in methods if name not in excluded
+                     and not coverage[name] >= min_coverage}
+        if not too_small:
+            break
+        excluded |= too_small
+    for name in excluded:
+        for column in SUPPORT_COLUMNS:
+            if column in results[name]:
+                results[name][column] = float("nan")
+    return results
+
+
+def _evaluate_on_common_support(methods: Mapping[str, Callable], batches, excluded,
+                                depth_range_mm: float, near_mm_by_example
+                                ) -> tuple[dict, dict]:
+    """One pass over ``batches``: every method's metrics on the support common to the methods
+    not in ``excluded`` (excluded ones: their own support). Returns (results, coverage)."""
+    accumulators = {name: DepthMetricsAccumulator(depth_range_mm) for name in methods}
+    covered = {name: 0.0 for name in methods}
+    gt_pixels = support_pixels = 0.0
+    for batch in batches:
+        outputs = {name: predict(batch) for name, predict in methods.items()}
+        has_depth = tf.reshape(tf.cast(batch["has_depth"], tf.bool), [-1, 1, 1, 1])
+        gt_valid = tf.logical_and(batch["depth"] > 0, has_depth)
+        valid = {name: _prediction_valid(output) for name, output in outputs.items()}
+        support = gt_valid
+        for name, mask in valid.items():
+            if name not in excluded:
+                support = tf.logical_and(support, mask)
+        gt_pixels += float(tf.reduce_sum(tf.cast(gt_valid, tf.float32)))
+        support_pixels += float(tf.reduce_sum(tf.cast(support, tf.float32)))
+        near_mm = None
+        if near_mm_by_example is not None:
+            ids = [value.decode() if isinstance(value, bytes) else str(value)
+                   for value in np.asarray(batch["example_id"]).tolist()]
+            # Examples without depth have no reference; their weight is 0 anyway.
+            near_mm = np.asarray([near_mm_by_example.get(i, 1.0) for i in ids], np.float32)
+        for name, output in outputs.items():
+            covered[name] += float(tf.reduce_sum(tf.cast(
+                tf.logical_and(gt_valid, valid[name]), tf.float32)))
+            accumulators[name].update(
+                output["depth"], batch["depth"], batch.get("mask"), output.get("mask"), near_mm,
+                batch.get("has_depth"), batch.get("has_mask"),
+                support=valid[name] if name in excluded else support)
+    coverage = {name: covered[name] / gt_pixels if gt_pixels else float("nan")
+                for name in methods}
+    results = {}
+    for name, accumulator in accumulators.items():
+        results[name] = {**accumulator.result(), "coverage": coverage[name],
+                         "support_coverage": (support_pixels / gt_pixels if gt_pixels
+                                              else float("nan")),
+                         "in_common_support": 0.0 if name in excluded else 1.0,
+                         "delta_scale_mm": 0.0 if near_mm_by_example is None else 1.0}
+    return results, coverage
 
 
 def format_depth_table(results: Mapping[str, Mapping[str, float]],

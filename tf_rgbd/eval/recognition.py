@@ -15,7 +15,8 @@ import numpy as np
 from tf_rgbd import io_utils
 from tf_rgbd.config.recognizer import METRICS_FILE, RecognizerEvalConfig
 from tf_rgbd.data import pipeline
-from tf_rgbd.data.modalities import dataset_modalities, resolve_depth_key, select_inputs
+from tf_rgbd.data.modalities import (dataset_modalities, resolve_depth_key,
+                                     resolve_depth_source, select_inputs)
 from tf_rgbd.data.protocol import load_protocol, protocol_path
 from tf_rgbd.eval import embeddings as embeddings_lib
 from tf_rgbd.eval import plots
@@ -46,48 +47,38 @@ def evaluate_recognizer(config: RecognizerEvalConfig, recognizer=None, experimen
     manifest = pipeline.read_manifest(config.data_dir)
     protocol = load_protocol(protocol_path(config.data_dir, config.protocol))
     modalities = recognizer.modalities
-    depth_key = (resolve_depth_key(manifest, protocol.split, config.depth_source)
+    depth_source = resolve_depth_source(manifest, protocol.split, config.depth_source)
+    depth_key = (resolve_depth_key(manifest, protocol.split, depth_source)
                  if "depth" in modalities else "depth")
     output_dir = config.output_dir or os.path.join(
-        config.model_dir, f"eval_{config.protocol}_{config.depth_source}")
+        config.model_dir, f"eval_{config.protocol}_{depth_source}")
     os.makedirs(output_dir, exist_ok=True)
 
     def batches():
         return pipeline.make_dataset(config.data_dir, split=protocol.split,
                                      batch_size=config.batch_size, image_size=image_size,
                                      modalities=dataset_modalities(modalities, depth_key),
-                                     with_metadata=True, deterministic=True)
+                                     with_metadata=True, deterministic=True,
+                                     zero_fill=experiment.zero_fill_missing)
 
     inference = build_inference_model(recognizer, image_size, with_attention=recognizer.uses_mask)
     split_count = manifest["splits"][protocol.split]["example_count"]
     embedded = embeddings_lib.extract_embeddings(
         inference, batches(), modalities, depth_key, config.flip_test, progress,
         total_batches=-(-split_count // config.batch_size))
-    gallery = embedded.select(protocol.gallery, "gallery")
-
-    identification_results: dict = {}
-    for subset, probe_ids in protocol.probes.items():
-        probes = embedded.select(probe_ids, f"probe subset {subset!r}")
-        for method, scores in embeddings_lib.similarity_scores(probes, gallery).items():
-            identification_results.setdefault(method, {})[subset] = identification.identify(
-                scores, probes.labels, gallery.labels, config.max_rank)
-    all_probes = embedded.select(protocol.all_probe_ids(), "all probes")
-    all_scores = embeddings_lib.similarity_scores(all_probes, gallery)
-    overall = {method: identification.identify(scores, all_probes.labels, gallery.labels,
-                                               config.max_rank)
-               for method, scores in all_scores.items()}
-    verification_results = {method: verification.verify(scores, all_probes.labels,
-                                                        gallery.labels)
-                            for method, scores in all_scores.items()}
+    scored = score_protocol(embedded, protocol, config.max_rank)
+    gallery, all_probes, all_scores = scored["gallery"], scored["all_probes"], scored["all_scores"]
+    identification_results, overall = scored["per_subset"], scored["overall"]
+    verification_results = scored["verification"]
 
     subsets = list(protocol.probes)
     rows = {}
     for method, per_subset in identification_results.items():
         rows[METHOD_NAMES.get(method, method)] = {
             **{subset: result.rank1 for subset, result in per_subset.items()},
-            "average": identification.average_rank1(per_subset)}
+            "average": identification.average_rank1(per_subset, protocol.report_only)}
     identification_table = identification.format_identification_table(
-        rows, subsets, title=f"rank-1 % ({config.depth_source} depth)")
+        rows, subsets, title=f"rank-1 % ({depth_source} depth)")
     verification_table = verification.format_verification_table(
         {METHOD_NAMES.get(method, method): result
          for method, result in verification_results.items()})
@@ -96,16 +87,19 @@ def evaluate_recognizer(config: RecognizerEvalConfig, recognizer=None, experimen
         "protocol": protocol.name,
         "data_dir": os.path.abspath(config.data_dir),
         "model_dir": os.path.abspath(config.model_dir),
-        "depth_source": config.depth_source,
+        "depth_source": depth_source,
         "depth_input_key": depth_key,
         "modalities": list(modalities),
         "variant": experiment.variant,
         "flip_test": config.flip_test,
         "num_gallery": len(gallery),
         "num_probes": {subset: len(ids) for subset, ids in protocol.probes.items()},
+        "averaged_subsets": list(protocol.averaged_subsets()),
+        "report_only_subsets": list(protocol.report_only),
         "identification": {
             method: {"subsets": {subset: result.to_dict() for subset, result in per_subset.items()},
-                     "average_rank1": identification.average_rank1(per_subset),
+                     "average_rank1": identification.average_rank1(per_subset,
+                                                                   protocol.report_only),
                      "all_probes": overall[method].to_dict()}
             for method, per_subset in identification_results.items()},
         "verification": {method: result.to_dict()
@@ -150,11 +144,41 @@ def evaluate_recognizer(config: RecognizerEvalConfig, recognizer=None, experimen
     io_utils.atomic_write_json(os.path.join(output_dir, METRICS_FILE), metrics)
     metrics["output_dir"] = output_dir
     summary = ", ".join(f"{METHOD_NAMES.get(method, method)} rank-1 "
-                        f"{100 * identification.average_rank1(per_subset):.2f}%"
+                        f"{100 * identification.average_rank1(per_subset, protocol.report_only):.2f}%"
                         for method, per_subset in identification_results.items())
     logging.info("evaluated %s on %s/%s (%s depth): %s -> %s", config.model_dir,
-                 protocol.name, protocol.split, config.depth_source, summary, output_dir)
+                 protocol.name, protocol.split, depth_source, summary, output_dir)
     return metrics
+
+
+def score_protocol(embedded: embeddings_lib.EmbeddingSet, protocol, max_rank: int = 10) -> dict:
+    """Identification per probe subset, and the pooled all-probe identification and
+    verification, of embeddings against a protocol's gallery.
+
+    The pooled probes are the averaged subsets only (``protocol.all_probe_ids()``): a
+    report-only subset (Lock3DFace's ``neutral``) is scored on its own and nowhere else.
+
+    Returns ``{"gallery", "all_probes": EmbeddingSet, "per_subset": {method: {subset:
+    IdentificationResult}}, "overall": {method: IdentificationResult}, "all_scores": {method:
+    [P, G]}, "verification": {method: VerificationResult}}``.
+    """
+    gallery = embedded.select(protocol.gallery, "gallery")
+    per_subset: dict = {}
+    for subset, probe_ids in protocol.probes.items():
+        probes = embedded.select(probe_ids, f"probe subset {subset!r}")
+        for method, scores in embeddings_lib.similarity_scores(probes, gallery).items():
+            per_subset.setdefault(method, {})[subset] = identification.identify(
+                scores, probes.labels, gallery.labels, max_rank)
+    all_probes = embedded.select(protocol.all_probe_ids(), "all probes")
+    all_scores = embeddings_lib.similarity_scores(all_probes, gallery)
+    overall = {method: identification.identify(scores, all_probes.labels, gallery.labels,
+                                               max_rank)
+               for method, scores in all_scores.items()}
+    verification_results = {method: verification.verify(scores, all_probes.labels,
+                                                        gallery.labels)
+                            for method, scores in all_scores.items()}
+    return {"gallery": gallery, "all_probes": all_probes, "per_subset": per_subset,
+            "overall": overall, "all_scores": all_scores, "verification": verification_results}
 
 
 def _spread_probe_ids(protocol, count: int) -> list:

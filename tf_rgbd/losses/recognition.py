@@ -3,6 +3,8 @@
 For a branch m in {RGB, D} with partner n:
 
 * L_cls^m = CE(C_id(f_id^m), y) + CE(C_style(f_style^m), style_m)       (margin logits for C_id)
+  With ONE image branch there is no second style: C_style would learn a constant label, so
+  L_cls is the identity CE alone and L_dis (which needs two styles) is not used either.
 * (8-9)  L_CMFL^{m,n} = -alpha (1 - w(m_t, n_t))^gamma log m_t,
          w(m_t, n_t) = n_t * 2 m_t n_t / (m_t + n_t); m_t / n_t = true-class probability of
          C_id in branch m / n (per sample, softmax of the margin logits the identity loss uses);
@@ -151,14 +153,15 @@ class BranchOutputs:
 
     Attributes:
       id_logits: [B, C] C_id margin logits of f_id (labels applied).
-      style_logits: [B, 2] C_style logits of f_style (trainable weights).
+      style_logits: [B, 2] C_style logits of f_style (trainable weights); None with one
+        branch (no style to classify).
       identity_features: [B, D] f_id.
       dis_identity_logits: [B, C] margin-free C_id logits of f_style, frozen weights.
       dis_style_logits: [B, 2] C_style logits of f_id, frozen weights.
     """
 
     id_logits: tf.Tensor
-    style_logits: tf.Tensor
+    style_logits: Optional[tf.Tensor]
     identity_features: tf.Tensor
     dis_identity_logits: Optional[tf.Tensor] = None
     dis_style_logits: Optional[tf.Tensor] = None
@@ -168,7 +171,8 @@ def branch_losses(outputs: Mapping[str, BranchOutputs], labels: tf.Tensor,
                   style_labels: Mapping[str, int], settings: RecognizerLossConfig) -> dict:
     """L_total^m and its terms for every branch in ``outputs`` (1 or 2 branches).
 
-    Cross-modal terms (``cmfl``, ``sa``) need two branches and are skipped (0) with one.
+    Cross-modal terms (``cmfl``, ``sa``) need two branches and are skipped with one; so are
+    the style half of ``cls`` (a one-label style classifier learns nothing) and ``dis``.
     Returns a dict of float32 scalars: ``total_<m>``, ``cls_<m>``, ``cmfl_<m>``, ``sa_<m>``,
     ``dis_<m>``, ``id_<m>`` (L_id, for logging) and ``rho_<m>``; switched-off terms are absent.
     """
@@ -183,8 +187,9 @@ def branch_losses(outputs: Mapping[str, BranchOutputs], labels: tf.Tensor,
         total = tf.constant(0.0)
         results[f"id_{name}"] = identity[name]
         if "cls" in settings.losses:
-            term = classification_loss(mine.id_logits, labels, mine.style_logits,
-                                       style_labels[name])
+            term = (classification_loss(mine.id_logits, labels, mine.style_logits,
+                                        style_labels[name])
+                    if partner is not None else identity[name])
             results[f"cls_{name}"] = term
             total += settings.lambda_cls * term
         if partner is not None and "cmfl" in settings.losses:
@@ -203,7 +208,7 @@ def branch_losses(outputs: Mapping[str, BranchOutputs], labels: tf.Tensor,
             results[f"rho_{name}"] = alignment_weight(identity[name], identity[partner],
                                                       settings.sa_beta, settings.sa_max_loss_gap)
             total += settings.lambda_sa * term
-        if "dis" in settings.losses:
+        if partner is not None and "dis" in settings.losses:
             if mine.dis_identity_logits is None or mine.dis_style_logits is None:
                 raise ValueError(f"branch {name!r}: the 'dis' term needs dis_identity_logits "
                                  "and dis_style_logits (computed with frozen classifiers)")

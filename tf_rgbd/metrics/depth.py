@@ -9,15 +9,19 @@ Metrics (each computed per image, then averaged over the images that have valid 
 
 - ``mse_255_intersection``: depth scaled to [0, 255] (``255 * normalised depth``), MSE over the
   pixels valid in both ground truth (gt > 0) and prediction (``255 * pred >= 0.5``, i.e. a
-  non-zero 8-bit value): the Table 1 protocol of the DepthNet paper.
+  non-zero 8-bit value). The Table 1 protocol of the DepthNet paper takes the intersection
+  with EVERY compared method's prediction: pass that common ``support``
+  (:func:`tf_rgbd.eval.depth.evaluate_depth_models` does), otherwise a method that predicts
+  one correct pixel scores 0.
 - ``mse_255``: the same error over the ground-truth face mask (non-background classes, where the
   ground truth has depth; the prediction counts wherever it is, 0 included): Table 6.
 - ``rmse_mm`` and ``abs_rel`` (only when metric depth is known, i.e. each image's nearest depth
   ``near_mm``): both maps are put back in millimetres with the ground truth's reference,
   ``z = near_mm + (1 - d) * depth_range_mm``, over the intersection pixels.
-- ``delta_<t>``: fraction of intersection pixels with max(pred / gt, gt / pred) < t on the
-  normalised scale, for t = 1.25, 1.25^2, 1.25^3 and the harder 1.25^(1/2), 1.25^(1/3),
-  1.25^(1/4). (Ratios of metric z are all ~1 for faces at 0.5-1 m and would not discriminate.)
+- ``delta_<t>``: fraction of intersection pixels with max(pred / gt, gt / pred) < t, for
+  t = 1.25, 1.25^2, 1.25^3 and the harder 1.25^(1/2), 1.25^(1/3), 1.25^(1/4), on METRIC depth
+  (mm, z as above) when ``near_mm`` is known, else on the normalised scale (whose small values
+  at the far face border dominate the ratios; such tables say ``delta_scale: normalized``).
 - ``mask_miou`` (mean over classes present in ground truth or prediction of the dataset-level
   IoU) and ``mask_pixel_accuracy``, from the argmax of the predicted per-class probabilities,
   over examples that have a ground-truth mask.
@@ -80,7 +84,8 @@ def per_image_depth_metrics(predicted_depth: tf.Tensor, gt_depth: tf.Tensor,
                             face_region: Optional[tf.Tensor] = None,
                             near_mm: Optional[tf.Tensor] = None,
                             depth_range_mm: float = 200.0,
-                            has_depth: Optional[tf.Tensor] = None
+                            has_depth: Optional[tf.Tensor] = None,
+                            support: Optional[tf.Tensor] = None
                             ) -> dict[str, tuple[tf.Tensor, tf.Tensor]]:
     """Per-image depth metrics (graph-safe, usable in ``test_step``).
 
@@ -93,6 +98,9 @@ def per_image_depth_metrics(predicted_depth: tf.Tensor, gt_depth: tf.Tensor,
         and ``abs_rel``.
       depth_range_mm: the pipeline's normalisation span.
       has_depth: bool/float [B]; images without ground truth get weight 0.
+      support: float/bool [B, H, W, 1], the pixels every compared method predicts (the common
+        support); the intersection metrics use gt > 0 AND support. None: this prediction's
+        own valid pixels (fine for one model alone, not for a comparison table).
 
     Returns:
       ``{metric: (values [B], weights [B])}``; a weight is 1 when the image has pixels to
@@ -103,7 +111,9 @@ def per_image_depth_metrics(predicted_depth: tf.Tensor, gt_depth: tf.Tensor,
     image_weight = (tf.ones(tf.shape(gt)[:1]) if has_depth is None
                     else tf.cast(has_depth, tf.float32))
     gt_valid = tf.cast(gt > 0, tf.float32)
-    intersection = gt_valid * tf.cast(prediction >= MIN_VALID_PREDICTION, tf.float32)
+    if support is None:
+        support = prediction >= MIN_VALID_PREDICTION
+    intersection = gt_valid * tf.cast(support, tf.float32)
     squared_error_255 = tf.square((prediction - gt) * DEPTH_SCALE_255)
 
     def weighted(values: tf.Tensor, count: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -116,12 +126,10 @@ def per_image_depth_metrics(predicted_depth: tf.Tensor, gt_depth: tf.Tensor,
     mse_face, face_count = _per_image_mean(squared_error_255, region)
     metrics["mse_255"] = weighted(mse_face, face_count)
 
-    safe_prediction = tf.maximum(prediction, MIN_VALID_PREDICTION)
-    safe_gt = tf.maximum(gt, MIN_VALID_PREDICTION)
-    ratio = tf.maximum(safe_prediction / safe_gt, safe_gt / safe_prediction)
-    for name, threshold in DELTA_THRESHOLDS.items():
-        fraction, _ = _per_image_mean(tf.cast(ratio < threshold, tf.float32), intersection)
-        metrics[name] = weighted(fraction, count)
+    def add_deltas(ratio: tf.Tensor) -> None:
+        for name, threshold in DELTA_THRESHOLDS.items():
+            fraction, _ = _per_image_mean(tf.cast(ratio < threshold, tf.float32), intersection)
+            metrics[name] = weighted(fraction, count)
 
     if near_mm is not None:
         near = tf.reshape(tf.cast(near_mm, tf.float32), [-1, 1, 1, 1])
@@ -132,6 +140,13 @@ def per_image_depth_metrics(predicted_depth: tf.Tensor, gt_depth: tf.Tensor,
         abs_rel, _ = _per_image_mean(tf.abs(z_prediction - z_gt) / tf.maximum(z_gt, 1e-6),
                                      intersection)
         metrics["abs_rel"] = weighted(abs_rel, count)
+        safe_z_prediction = tf.maximum(z_prediction, 1e-6)
+        safe_z_gt = tf.maximum(z_gt, 1e-6)
+        add_deltas(tf.maximum(safe_z_prediction / safe_z_gt, safe_z_gt / safe_z_prediction))
+    else:
+        safe_prediction = tf.maximum(prediction, MIN_VALID_PREDICTION)
+        safe_gt = tf.maximum(gt, MIN_VALID_PREDICTION)
+        add_deltas(tf.maximum(safe_prediction / safe_gt, safe_gt / safe_prediction))
     return metrics
 
 
@@ -186,7 +201,7 @@ class DepthMetricsAccumulator:
         self.num_images = 0
 
     def update(self, predicted_depth, gt_depth, gt_mask=None, predicted_mask=None,
-               near_mm=None, has_depth=None, has_mask=None) -> None:
+               near_mm=None, has_depth=None, has_mask=None, support=None) -> None:
         """Adds one batch (shapes as in :func:`per_image_depth_metrics`).
 
         ``gt_mask`` [B, H, W, K] one-hot defines the face region for ``mse_255`` (falls back to
@@ -206,7 +221,7 @@ class DepthMetricsAccumulator:
                 self.confusion += mask_confusion_matrix(gt_mask, predicted_mask,
                                                         mask_known).numpy()
         metrics = per_image_depth_metrics(predicted_depth, gt_depth, face_region, near_mm,
-                                          self.depth_range_mm, has_depth)
+                                          self.depth_range_mm, has_depth, support)
         for name, (values, weights) in metrics.items():
             values, weights = values.numpy().astype(np.float64), weights.numpy().astype(np.float64)
             self._sums[name] = self._sums.get(name, 0.0) + float(np.sum(values * weights))

@@ -90,11 +90,15 @@ def identify(scores: np.ndarray, probe_labels: Sequence[int], gallery_labels: Se
                                 rank1=float(curve[0]), cmc=tuple(float(v) for v in curve))
 
 
-def average_rank1(results: Mapping[str, IdentificationResult]) -> float:
-    """Unweighted mean rank-1 over probe subsets (the paper's "average" column)."""
-    if not results:
+def average_rank1(results: Mapping[str, IdentificationResult],
+                  exclude: Sequence[str] = ()) -> float:
+    """Unweighted mean rank-1 over probe subsets (the paper's "average" column), without the
+    report-only subsets ``exclude`` (a protocol's ``report_only``: Lock3DFace's ``neutral``,
+    near-duplicates of the gallery; the paper averages Expression, Pose, Occlusion, Time)."""
+    kept = [result.rank1 for subset, result in results.items() if subset not in exclude]
+    if not kept:
         return math.nan
-    return float(np.mean([result.rank1 for result in results.values()]))
+    return float(np.mean(kept))
 
 
 def format_identification_table(rows: Mapping[str, Mapping[str, float]],

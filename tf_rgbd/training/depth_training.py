@@ -10,6 +10,7 @@ generator, loadable with ``tf_rgbd.models.loading.load_depth_generator``).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -20,7 +21,8 @@ import tensorflow as tf
 
 from tf_rgbd.config.depthnet import (DepthLossWeights, DepthModelConfig, DepthTrainingConfig,
                                      OptimizerConfig)
-from tf_rgbd.data import pipeline, verify
+from tf_rgbd.data import pipeline, verify, writer
+from tf_rgbd.data import protocol as protocol_lib
 from tf_rgbd.models import loading
 from tf_rgbd.models.depthnet import DepthNetGenerator
 from tf_rgbd.models.discriminators import PatchDiscriminator
@@ -32,6 +34,9 @@ from tf_rgbd.training.depth_trainer import DepthTrainerBase
 from tf_rgbd.training.depthnet_gan import DepthNetGAN
 
 GENERATOR_FILE = "generator.keras"
+# The depth trainers weight their depth / mask losses by has_depth / has_mask, so examples
+# without them (2D images in a mixed dataset) are read as zeros and weighted out.
+ZERO_FILL = ("depth", "mask")
 
 
 def make_optimizer(config: OptimizerConfig, loss_scaling: bool = False,
@@ -117,6 +122,27 @@ class DepthTrainingTask(runner.TrainingTask):
     def __init__(self, config: DepthTrainingConfig):
         self.config = config
         self.name = config.model.arch
+        self.example_ids: Optional[tuple[str, ...]] = None
+
+    def prepare_config(self, config: DepthTrainingConfig, manifest) -> DepthTrainingConfig:
+        """With ``finetune_on`` != all: selects the fine-tuning examples through the protocol
+        (never a probe) and sizes the epoch to them."""
+        if config.finetune_on == "all":
+            return config
+        self.example_ids = finetune_example_ids(config)
+        run = config.run
+        if run.val_split == run.train_split:
+            logging.warning("--finetune_on=%s: validation on --val_split=%s would read the "
+                            "protocol's probes; validation disabled", config.finetune_on,
+                            run.val_split)
+            run = dataclasses.replace(run, val_split="")
+        if not run.steps_per_epoch:
+            run = dataclasses.replace(
+                run, steps_per_epoch=max(1, len(self.example_ids) // run.batch_size))
+        self.config = dataclasses.replace(config, run=run)
+        self.name = f"{config.model.arch} fine-tuned on {len(self.example_ids)} " \
+                    f"{config.finetune_on} examples"
+        return self.config
 
     def build(self, context: runner.RunContext) -> runner.BuiltTrainer:
         config = self.config
@@ -135,7 +161,8 @@ class DepthTrainingTask(runner.TrainingTask):
             image_size=self.config.model.image_size, augment=run.augment, shuffle=True,
             repeat=True, seed=run.seed, deterministic=True, drop_remainder=True,
             depth_range_mm=run.depth_range_mm, skip_examples=skip_examples,
-            exclude_shards=context.excluded_shards)
+            exclude_shards=context.excluded_shards, zero_fill=ZERO_FILL,
+            example_ids=self.example_ids)
 
     def validation_dataset(self, context: runner.RunContext
                            ) -> Optional[Callable[[], tf.data.Dataset]]:
@@ -163,7 +190,7 @@ class DepthTrainingTask(runner.TrainingTask):
                 run.data_dir, run.val_split, batch_size=run.batch_size,
                 image_size=self.config.model.image_size, deterministic=True,
                 drop_remainder=drop_remainder, depth_range_mm=run.depth_range_mm,
-                exclude_shards=context.excluded_shards)
+                exclude_shards=context.excluded_shards, zero_fill=ZERO_FILL)
             # A known length spares Keras' "input ran out of data" warning every epoch.
             return dataset.apply(tf.data.experimental.assert_cardinality(batches))
 
@@ -186,6 +213,34 @@ class DepthTrainingTask(runner.TrainingTask):
                      ) -> dict[str, str]:
         path = os.path.join(self.config.run.model_dir, GENERATOR_FILE)
         return {"generator": loading.save_keras_model(built.trainer.generator, path)}
+
+    def summary_extra(self, context: runner.RunContext) -> dict:
+        if self.example_ids is None:
+            return {}
+        return {"finetune_on": self.config.finetune_on, "protocol": self.config.protocol,
+                "finetune_examples": len(self.example_ids)}
+
+
+def finetune_example_ids(config: DepthTrainingConfig) -> tuple[str, ...]:
+    """The example ids of ``config.run.train_split`` a ``finetune_on`` run reads (see
+    :func:`tf_rgbd.data.protocol.finetune_example_ids`); the protocol must be on that split."""
+    run = config.run
+    name = config.protocol
+    if not name:
+        candidates = [candidate for candidate in protocol_lib.list_protocols(run.data_dir)
+                      if protocol_lib.load_protocol(protocol_lib.protocol_path(
+                          run.data_dir, candidate)).split == run.train_split]
+        if len(candidates) != 1:
+            raise ValueError(f"--finetune_on={config.finetune_on}: name the protocol with "
+                             f"--protocol; {run.data_dir} has {len(candidates)} protocol(s) on "
+                             f"split {run.train_split!r}: {candidates}")
+        name = candidates[0]
+    protocol = protocol_lib.load_protocol(protocol_lib.protocol_path(run.data_dir, name))
+    if protocol.split != run.train_split:
+        raise ValueError(f"--protocol={name} lists split {protocol.split!r} but "
+                         f"--train_split={run.train_split!r}; fine-tune on the protocol's split")
+    records = writer.read_split_records(run.data_dir, run.train_split)
+    return protocol_lib.finetune_example_ids(protocol, records, config.finetune_on)
 
 
 def train_depth_model(config: DepthTrainingConfig,

@@ -20,8 +20,9 @@ import tensorflow as tf
 from tf_rgbd import config as config_lib
 from tf_rgbd.config.recognizer import (CONFIG_FILE, INFERENCE_FILE, RECOGNIZER_FILE,
                                        RecognizerExperimentConfig)
-from tf_rgbd.data import pipeline
-from tf_rgbd.data.modalities import dataset_modalities, resolve_depth_key, select_inputs
+from tf_rgbd.data import pipeline, writer
+from tf_rgbd.data.modalities import (check_modalities_present, dataset_modalities,
+                                     resolve_depth_key, resolve_depth_source, select_inputs)
 from tf_rgbd.models import loading
 from tf_rgbd.models.recognizer import (SegmentationGuidedRecognizer, build_inference_model,
                                        recognizer_from_config)
@@ -57,13 +58,21 @@ class RecognizerTrainingTask(runner.TrainingTask):
     def __init__(self, experiment: RecognizerExperimentConfig):
         self.experiment = experiment
         self.depth_key = "depth"
+        self.training_labels: tuple[int, ...] = ()
 
     def prepare_config(self, config: RecognizerExperimentConfig, manifest: Mapping[str, Any]
                        ) -> RecognizerExperimentConfig:
         run = config.run
-        if "depth" in config.model.modalities:
+        modalities = config.model.modalities
+        if "depth" in modalities:
             self.depth_key = resolve_depth_key(manifest, run.train_split, config.depth_source)
-        self.experiment = dataclasses.replace(config, num_classes=int(manifest["num_classes"]))
+            config = dataclasses.replace(config, depth_source=resolve_depth_source(
+                manifest, run.train_split, config.depth_source))
+        check_modalities_present(manifest, run.train_split, modalities, config.zero_fill_missing)
+        # C_id has one class per identity PRESENT in the training split (a dataset's other
+        # identities, e.g. held-out test subjects, would only be never-seen negatives).
+        self.training_labels = training_labels(run.data_dir, run.train_split)
+        self.experiment = dataclasses.replace(config, num_classes=len(self.training_labels))
         self.name = f"recognizer {self.experiment.variant}"
         return self.experiment
 
@@ -82,12 +91,14 @@ class RecognizerTrainingTask(runner.TrainingTask):
 
     def train_dataset(self, context: runner.RunContext, skip_examples: int) -> tf.data.Dataset:
         run = self.experiment.run
-        return pipeline.make_dataset(
+        dataset = pipeline.make_dataset(
             run.data_dir, split=run.train_split, batch_size=run.batch_size,
             image_size=self.experiment.model.image_size, modalities=self.input_keys,
             augment=run.augment, shuffle=True, repeat=True, seed=run.seed, deterministic=True,
             drop_remainder=True, depth_range_mm=run.depth_range_mm, skip_examples=skip_examples,
-            exclude_shards=context.excluded_shards)
+            exclude_shards=context.excluded_shards,
+            zero_fill=self.experiment.zero_fill_missing)
+        return remap_labels(dataset, self.training_labels)
 
     def callbacks(self, context: runner.RunContext, built: runner.BuiltTrainer,
                   log_dir: str) -> list[keras.callbacks.Callback]:
@@ -98,7 +109,8 @@ class RecognizerTrainingTask(runner.TrainingTask):
             run.data_dir, split=run.train_split, batch_size=4,
             image_size=self.experiment.model.image_size, modalities=self.input_keys,
             deterministic=True, depth_range_mm=run.depth_range_mm,
-            exclude_shards=context.excluded_shards)))
+            exclude_shards=context.excluded_shards,
+            zero_fill=self.experiment.zero_fill_missing)))
         return [callbacks_lib.TensorBoardImageGrid(
             log_dir, preview, attention_grid_renderer(self.depth_key),
             every_n_epochs=run.image_grid_every_epochs)]
@@ -136,7 +148,34 @@ class RecognizerTrainingTask(runner.TrainingTask):
 
     def summary_extra(self, context: runner.RunContext) -> dict[str, Any]:
         return {"variant": self.experiment.variant, "depth_input_key": self.depth_key,
-                "num_classes": self.experiment.num_classes}
+                "depth_source": self.experiment.depth_source,
+                "num_classes": self.experiment.num_classes,
+                "labels_remapped": list(self.training_labels) != list(
+                    range(len(self.training_labels)))}
+
+
+def training_labels(data_dir: str, split: str) -> tuple[int, ...]:
+    """The dataset labels present in ``split`` (sorted): C_id's classes, in that order."""
+    labels = tuple(sorted({record.label for record in writer.read_split_records(data_dir, split)}))
+    if len(labels) < 2:
+        raise ValueError(f"{data_dir}: split {split!r} has {len(labels)} identit(y/ies); a "
+                         "recognizer needs at least 2")
+    return labels
+
+
+def remap_labels(dataset: tf.data.Dataset, labels) -> tf.data.Dataset:
+    """Batches with ``label`` replaced by its index in ``labels`` (identity when ``labels`` is
+    0..n-1 already)."""
+    labels = [int(label) for label in labels]
+    if labels == list(range(len(labels))):
+        return dataset
+    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        tf.constant(labels, tf.int32), tf.range(len(labels), dtype=tf.int32)), default_value=-1)
+
+    def remap(batch):
+        return {**batch, "label": table.lookup(tf.cast(batch["label"], tf.int32))}
+
+    return dataset.map(remap, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def run_training(experiment: RecognizerExperimentConfig,

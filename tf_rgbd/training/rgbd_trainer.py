@@ -29,6 +29,7 @@ from tf_rgbd.losses import recognition as recognition_losses
 from tf_rgbd.models import heads
 from tf_rgbd.models.recognizer import (STYLE_LABELS, SegmentationGuidedRecognizer,
                                        recognizer_from_config)
+from tf_rgbd.training import optimizers
 from tf_rgbd.training import strategy as strategy_lib
 
 
@@ -60,7 +61,7 @@ class RGBDRecognizerTrainer(keras.Model):
             names.append(f"loss_total_{branch}")
             names.append(f"loss_id_{branch}")
             for term in loss_config.losses:
-                if term in ("sa", "cmfl") and not cross_modal:
+                if term in ("sa", "cmfl", "dis") and not cross_modal:
                     continue
                 names.append(f"loss_{term}_{branch}")
             if "sa" in loss_config.losses and cross_modal:
@@ -89,7 +90,8 @@ class RGBDRecognizerTrainer(keras.Model):
         labels = tf.cast(batch["label"], tf.int32)
         inputs = select_inputs(batch, recognizer.modalities, self.depth_key)
         outputs = recognizer(inputs, training=training)
-        use_dis = "dis" in self.loss_config.losses
+        # L_dis needs two styles: one image branch has none to disentangle (see losses).
+        use_dis = "dis" in self.loss_config.losses and len(recognizer.branches) == 2
         per_branch = {}
         cos_logits = {}
         for branch in recognizer.branches:
@@ -97,7 +99,8 @@ class RGBDRecognizerTrainer(keras.Model):
             cos_logits[branch] = identity_heads["cos_logits"]
             per_branch[branch] = recognition_losses.BranchOutputs(
                 id_logits=identity_heads["logits"],
-                style_logits=recognizer.style_classifier(outputs[f"style_{branch}"]),
+                style_logits=(recognizer.style_classifier(outputs[f"style_{branch}"])
+                              if len(recognizer.branches) == 2 else None),
                 identity_features=outputs[f"id_{branch}"],
                 # Eq. 12-13: margin-free logits, classifier weights held fixed.
                 dis_identity_logits=(recognizer.identity_classifier(
@@ -203,11 +206,11 @@ def learning_rate_schedule(train_config: SGDConfig, steps_per_epoch: int
 
 def build_optimizer(optimizer_config: SGDConfig, steps_per_epoch: int,
                     loss_scaling: bool = False) -> keras.optimizers.Optimizer:
-    """SGD with momentum, decoupled weight decay and the step learning-rate schedule
-    (in a LossScaleOptimizer under mixed_float16)."""
-    optimizer = keras.optimizers.SGD(
-        learning_rate=learning_rate_schedule(optimizer_config, steps_per_epoch),
-        momentum=optimizer_config.momentum, weight_decay=optimizer_config.weight_decay or None)
+    """SGD with momentum, weight decay (coupled L2 by default, see
+    :mod:`tf_rgbd.training.optimizers`) and the step learning-rate schedule (in a
+    LossScaleOptimizer under mixed_float16)."""
+    optimizer = optimizers.build_sgd(optimizer_config,
+                                     learning_rate_schedule(optimizer_config, steps_per_epoch))
     if loss_scaling:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

@@ -251,6 +251,7 @@ def _run(config: Any, task: TrainingTask, manifest: Mapping[str, Any],
          strategy: Optional[tf.distribute.Strategy]) -> RunResult:
     run_config: RunConfig = config.run
     config = task.prepare_config(config, manifest)
+    run_config = config.run  # a task may set the schedule (e.g. a selected subset's epoch)
     excluded = _verified_exclusions(run_config, manifest)
     example_count = (verify.good_example_count(run_config.data_dir, run_config.train_split,
                                                excluded) if excluded

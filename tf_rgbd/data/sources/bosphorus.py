@@ -21,7 +21,9 @@ render correctly.
 
 Splits: every subject in ``test`` (an evaluation database; ``--heldout_subjects`` to change).
 Protocol ``bosphorus_<split>``: gallery = first neutral scan per subject; probe subsets
-``setting1_expression`` (the six emotions) and ``setting2_all`` (every other scan).
+``setting1_expression`` (every expression scan: the six emotions AND the action units
+LFAU/UFAU/CAU, i.e. the paper's 2,797 probes on the full database) and ``setting2_all``
+(every other scan).
 """
 from __future__ import annotations
 
@@ -112,8 +114,10 @@ def find_tasks(config: BuildConfig) -> list[scan.ScanTask]:
     return tasks
 
 
-def _is_emotion(record) -> bool:
-    return record.expression in EMOTIONS.values() and record.occlusion == "none"
+def _is_expression(record) -> bool:
+    """Setting 1: an emotion (E_*) or action-unit (LFAU/UFAU/CAU) scan, unoccluded."""
+    return ((record.expression in EMOTIONS.values() or record.expression.startswith("au_"))
+            and record.occlusion == "none")
 
 
 def _gallery_candidate(record) -> bool:
@@ -125,7 +129,7 @@ def make_protocols(records):
     def build(split_records, split):
         return layout.first_neutral_protocol(
             split_records, DATASET_NAME, split, f"{DATASET_NAME}_{split}",
-            probe_subsets={"setting1_expression": _is_emotion,
+            probe_subsets={"setting1_expression": _is_expression,
                            "setting2_all": lambda record: True},
             include=lambda record: not scan.is_augmented_id(record.example_id),
             neutral=_gallery_candidate)

@@ -7,9 +7,11 @@ sadness, SU surprise), intensity 01-04 (NE: 00), ethnicity code (ignored), ``F3D
 labels are ``<expression>_<intensity>`` (``happiness_3``) or ``neutral``.
 
 Each scan is rendered frontally (and at ``--poses``) by :mod:`datasets.formats.scan`.
-Splits: the last 10 subjects (sorted) are held out as ``test`` for depth evaluation
-(``--heldout_subjects``). Protocols (per split): gallery = each subject's first neutral scan,
-probes = every other frontal scan (``protocols/bu3dfe_<split>.json``).
+Splits: every subject in ``test`` (default), so the protocol is the paper's: gallery = the
+100 neutral scans, probes = the 2,400 expression scans, over all subjects.
+``--heldout_subjects=10`` keeps the former split for depth evaluation (the last 10 subjects in
+``test``, the others in ``train``). Protocols (per split): gallery = each subject's first
+neutral scan, probes = every other frontal scan (``protocols/bu3dfe_<split>.json``).
 """
 from __future__ import annotations
 
@@ -24,7 +26,10 @@ from tf_rgbd.config.data import BuildConfig
 from tf_rgbd.data import image_io
 
 DATASET_NAME = "bu3dfe"
-DEFAULT_HELDOUT_SUBJECTS = 10
+# None: every subject in ``test`` (the recognition protocol over all 100 subjects).
+DEFAULT_HELDOUT_SUBJECTS = None
+# ``--heldout_subjects`` of the depth-evaluation split (train DepthNet on the other subjects).
+DEPTH_EVAL_HELDOUT_SUBJECTS = 10
 EXPRESSIONS = {"AN": "anger", "DI": "disgust", "FE": "fear", "HA": "happiness", "NE": "neutral",
                "SA": "sadness", "SU": "surprise"}
 FILE_PATTERN = r"([FM]\d{4})_([A-Z]{2})(\d{2})([A-Z]{2})_F3D\.wrl"

@@ -11,8 +11,9 @@ The pose of PS frames is not annotated (yaw stays 0): the protocol uses the vari
 
 Splits: every subject in ``test`` (``--heldout_subjects``). Protocol ``lock3dface_<split>``
 (the dataset's standard one): gallery = the first frame of each subject's first NU video;
-probe subsets ``neutral`` (other NU frames), ``expression`` (FE), ``pose`` (PS), ``occlusion``
-(OC), ``time`` (TM).
+probe subsets ``neutral`` (other NU frames; near-duplicates of the gallery, so REPORT-ONLY: not
+in the average nor in the pooled all-probe figures), ``expression`` (FE), ``pose`` (PS),
+``occlusion`` (OC), ``time`` (TM).
 """
 from __future__ import annotations
 
@@ -80,7 +81,10 @@ def make_protocols(records):
             split_records, DATASET_NAME, f"{DATASET_NAME}_{split}",
             lambda record: variation_of(record.example_id) == "NU", subsets, split=split,
             description="Lock3DFace: gallery = first frame of the first NU video per subject; "
-                        "probes by variation: NU, FE, PS, OC (session 1), TM (session 2)")
+                        "probes by variation: NU, FE, PS, OC (session 1), TM (session 2); NU "
+                        "(other frames of the gallery video) is reported only: the average "
+                        "and the pooled figures use FE, PS, OC, TM",
+            report_only=("neutral",))
     return layout.protocols_per_split(records, build)
 
 
