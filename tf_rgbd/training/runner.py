@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import glob
 import hashlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -49,6 +51,8 @@ from tf_rgbd.training.checkpointing import RunCheckpoint
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "training_summary.json"
 LOG_SUBDIR = "logs"
+# Every training process's scratch directory (in the system temporary directory).
+SCRATCH_PREFIX = "tf_rgbd-worker"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,7 +252,8 @@ def run(config: Any, task: TrainingTask,
             else strategy_lib.WorkerRole(None, 0, 1, True, 0))
     # Every worker has a scratch directory (the preemption handler's bookkeeping; a non-chief's
     # whole run directory), removed at the end whatever happens.
-    scratch_dir = tempfile.mkdtemp(prefix=f"tf_rgbd-worker{role.input_index}-")
+    _remove_dead_scratch_dirs()
+    scratch_dir = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{role.input_index}-pid{os.getpid()}-")
     try:
         if not role.is_chief:
             return _run(config, task, manifest, extra_callbacks, strategy, role, scratch_dir)
@@ -256,6 +261,21 @@ def run(config: Any, task: TrainingTask,
             return _run(config, task, manifest, extra_callbacks, strategy, role, scratch_dir)
     finally:
         shutil.rmtree(scratch_dir, ignore_errors=True)
+
+
+def _remove_dead_scratch_dirs() -> None:
+    """Removes the scratch directories of training processes that died without cleaning up
+    (SIGKILL, OOM): their names carry the owner's pid; a live owner's are left alone."""
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{SCRATCH_PREFIX}*-pid*-*")):
+        match = re.search(r"-pid(\d+)-", os.path.basename(path))
+        if not match:
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            pass  # alive (another user's process): not ours to remove
 
 
 def weights_fingerprint(trackables: Mapping[str, Any], trainable_only: bool = True) -> str:
@@ -323,7 +343,10 @@ def _multi_worker_datasets(task: TrainingTask, context: RunContext,
     global batch is ``batch_size`` whatever the cluster size. A resumed worker skips its own
     ``step * batch_size / N`` consumed records.
 
-    Validation (small) is read whole by every worker and sharded by batch (DATA policy).
+    Validation is read whole by every worker (per-replica batches of ``batch_size /
+    replicas``): every worker then takes the same number of steps (sharding a small validation
+    split could leave one worker a batch short, and its peers waiting in a collective forever),
+    and the logged means are those of the whole split.
     """
     run_config = context.run
     files = pipeline.list_shards(run_config.data_dir, run_config.train_split,
@@ -338,8 +361,6 @@ def _multi_worker_datasets(task: TrainingTask, context: RunContext,
     no_auto_shard = tf.data.Options()
     no_auto_shard.experimental_distribute.auto_shard_policy = (
         tf.data.experimental.AutoShardPolicy.OFF)
-    by_batch = tf.data.Options()
-    by_batch.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
 
     def dataset_fn(skip_steps: int):
         def per_worker(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
@@ -352,8 +373,17 @@ def _multi_worker_datasets(task: TrainingTask, context: RunContext,
         return context.strategy.distribute_datasets_from_function(per_worker)
 
     validation = task.validation_dataset(context)
-    validation_fn = None if validation is None else (
-        lambda: strategy_lib.make_distributable(validation()).with_options(by_batch))
+    if validation is None:
+        return dataset_fn, None
+
+    def validation_fn():
+        def per_worker(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
+            del input_context
+            dataset = validation().rebatch(per_replica, drop_remainder=True)
+            return strategy_lib.make_distributable(dataset).with_options(no_auto_shard)
+
+        return context.strategy.distribute_datasets_from_function(per_worker)
+
     return dataset_fn, validation_fn
 
 
@@ -443,10 +473,11 @@ def _run(config: Any, task: TrainingTask, manifest: Mapping[str, Any],
                                                     verbose=run_config.keras_verbose)
         seconds = time.time() - started
         if preemption.preempted_at is not None:
+            cause = (f"signal {termination.signal_number} received" if termination.requested
+                     else "another worker was asked to terminate")
             raise callbacks_lib.PreemptedError(
-                f"signal {termination.signal_number} received; checkpoint saved at step "
-                f"{preemption.preempted_at} of {total_steps} in {checkpoint.directory}; re-run "
-                "the same command to resume")
+                f"{cause}; checkpoint saved at step {preemption.preempted_at} of {total_steps} "
+                f"in {checkpoint.restore_directory}; re-run the same command to resume")
         # Every worker saves (reading synchronised variables is collective); a non-chief's
         # outputs land in its scratch directory, which is removed.
         outputs = task.save_outputs(built, context)
