@@ -15,7 +15,7 @@ venv: $(STAMP)
 $(STAMP): setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,beam]'
 	@# mediapipe pulls opencv-contrib-python beside opencv-python-headless; both own cv2/ and
 	@# the contrib build links libGL. Keep exactly the pinned headless build (PITFALLS.md #6).
 	$(PY) -m pip uninstall --quiet --yes opencv-contrib-python opencv-python 2>/dev/null || true

@@ -28,7 +28,12 @@ setup(
     packages=find_packages(include=["tf_rgbd", "tf_rgbd.*", "datasets", "training", "export", "bench"]),
     python_requires=">=3.11,<3.12",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest", "pytest-xdist", "scikit-image"],
-                    # bench/train_throughput.py's PyTorch reference steps (CPU build).
-                    "bench": ["torch==2.13.0"]},
+    extras_require={
+        "test": ["pytest", "pytest-xdist", "scikit-image"],
+        # Dataset building / augmentation as Apache Beam pipelines (--runner=beam). 2.77.0
+        # resolves with the protobuf 4.25 / numpy 1.26 pins above (measured: pip check clean).
+        "beam": ["apache-beam==2.77.0"],
+        # bench/train_throughput.py's PyTorch reference steps (CPU build).
+        "bench": ["torch==2.13.0"],
+    },
 )

@@ -32,7 +32,7 @@ FIXTURES = ROOT / "tests" / "data" / "fixtures"
 # Programs that read what earlier commands wrote, in the order they must run.
 PIPELINE_ORDER = {
     "datasets.build": 0, "datasets.verify": 1, "training.train_depthnet": 1, "training.evaluate_depth": 2,
-    "training.augment_dataset": 2, "training.train_recognizer": 3,
+    "training.augment_dataset": 2, "training.train_recognizer": 3, "training.launch_local": 3,
     "training.evaluate_recognizer": 4, "export.export": 5, "export.verify": 6,
     "export.identify": 7, "bench.ablation_table": 4, "bench.inference_latency": 6,
 }
@@ -47,6 +47,10 @@ TINY = {
     "training.evaluate_depth": ["--batch_size=4"],
     "training.augment_dataset": ["--batch_size=4"],
     "training.train_recognizer": [
+        "--backbone=tiny", "--image_size=32", "--embedding_dim=16", "--batch_size=8",
+        "--epochs=1", "--steps_per_epoch=2", "--lr_decay_epochs=", "--verbose=0"],
+    # Appended after "--": they go to the launched training command.
+    "training.launch_local": [
         "--backbone=tiny", "--image_size=32", "--embedding_dim=16", "--batch_size=8",
         "--epochs=1", "--steps_per_epoch=2", "--lr_decay_epochs=", "--verbose=0"],
     "training.evaluate_recognizer": ["--batch_size=8", "--tsne_identities=2",

@@ -3,6 +3,7 @@ new dataset with the generated depth D* and mask M* (``tf_rgbd.augmentation.gene
 
   python -m training.augment_dataset --generator=/tmp/depthnet/generator.keras \
       --data_dir=/tmp/casia_2d --output_dir=/tmp/casia_rgbd [--keep_gt_depth]
+  python -m training.augment_dataset ... --runner=beam [--beam_options="--runner=DataflowRunner ..."]
 
 Every flag is a field of ``tf_rgbd.config.data.AugmentConfig``. Shards are written atomically
 and a re-run skips verified shards.
@@ -30,7 +31,8 @@ def main(argv) -> Optional[int]:
     generator = load_depth_generator(config.generator)
     manifest, stats = generated_rgbd.augment_dataset(
         generator, config.data_dir, config.output_dir, config.splits, config.batch_size,
-        config.keep_gt_depth, config.depth_range_mm, config.dataset_name, config.generator)
+        config.keep_gt_depth, config.depth_range_mm, config.dataset_name, config.generator,
+        runner=config.runner, beam_options=config.beam_options, num_workers=config.num_workers)
     counts = ", ".join(f"{name}: {split['example_count']}"
                        for name, split in manifest["splits"].items())
     print(f"wrote {config.output_dir} ({counts}; {manifest['skipped_count']} skipped) in "

@@ -122,3 +122,27 @@ def test_rerun_reuses_verified_shards(source_dir, generator_path, tmp_path):
     with pytest.raises(KeyError, match="no split"):
         augment_dataset.augment_dataset(generator, source_dir, output, splits=["dev"],
                                         progress=False)
+
+
+def test_beam_augmentation_writes_what_the_local_one_writes(source_dir, generator_path,
+                                                            tmp_path):
+    """The augmentation as an Apache Beam pipeline (DirectRunner, 2 processes, the generator
+    loaded from its file once per Beam worker): the same shards byte for byte."""
+    pytest.importorskip("apache_beam", reason="apache_beam is not installed: pip install -e "
+                        "'.[beam]' (apache-beam==2.77.0) to test the Beam augmentation")
+    generator = load_depth_generator(generator_path)
+    local, beam = str(tmp_path / "local"), str(tmp_path / "beam")
+    augment_dataset.augment_dataset(generator, source_dir, local, batch_size=4,
+                                    keep_gt_depth=True, progress=False)
+    manifest, stats = augment_dataset.augment_dataset(
+        generator, source_dir, beam, batch_size=4, keep_gt_depth=True, progress=False,
+        runner="beam", beam_options="--direct_num_workers=2", generator_path=generator_path)
+    assert stats.examples == 6 and manifest["splits"]["train"]["example_count"] == 6
+    names = sorted(name for name in os.listdir(local) if ".tfrecord" in name)
+    assert len(names) == 4 and names == sorted(n for n in os.listdir(beam) if ".tfrecord" in n)
+    for name in names:
+        with open(os.path.join(local, name), "rb") as a, open(os.path.join(beam, name), "rb") as b:
+            assert a.read() == b.read(), name
+    with pytest.raises(ValueError, match="--generator"):
+        augment_dataset.augment_dataset(generator, source_dir, str(tmp_path / "x"),
+                                        runner="beam", progress=False)

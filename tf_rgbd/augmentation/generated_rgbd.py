@@ -135,12 +135,38 @@ class ShardAugmenter:
             yield from examples
 
 
+class ShardAugmenterFactory:
+    """Makes a :class:`ShardAugmenter` with the generator loaded from its file: what each
+    Apache Beam worker calls once (``DoFn.setup``), so the generator is loaded once per worker,
+    not once per shard. Picklable (holds only the path and settings)."""
+
+    def __init__(self, generator_path: str, image_size: int, batch_size: int = 32,
+                 keep_gt_depth: bool = False, depth_range_mm: float = 200.0):
+        self.generator_path = generator_path
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.keep_gt_depth = keep_gt_depth
+        self.depth_range_mm = depth_range_mm
+
+    def __call__(self) -> ShardAugmenter:
+        from tf_rgbd.models.loading import load_depth_generator  # noqa: PLC0415 (on the worker)
+        return ShardAugmenter(load_depth_generator(self.generator_path), self.image_size,
+                              self.batch_size, self.keep_gt_depth, self.depth_range_mm)
+
+
 def augment_dataset(generator, data_dir: str, output_dir: str,
                     splits: Optional[Sequence[str]] = None, batch_size: int = 32,
                     keep_gt_depth: bool = False, depth_range_mm: float = 200.0,
                     dataset_name: str = "", generator_path: str = "",
-                    progress: bool = True) -> tuple[dict, AugmentStats]:
+                    progress: bool = True, runner: str = "local", beam_options: str = "",
+                    num_workers: int = 0) -> tuple[dict, AugmentStats]:
     """Writes the generated RGB-D version of ``data_dir`` to ``output_dir``.
+
+    With ``runner="beam"`` the input shards are the tasks of one Apache Beam pipeline
+    (:mod:`tf_rgbd.data.beam_writer`; ``beam_options`` / ``num_workers`` as there): each Beam
+    worker loads the generator from ``generator_path`` once (``DoFn.setup``) and writes the
+    same shards and sidecars as the local path. The throughput counters are then the examples
+    written over the pipeline's wall time (start-up included).
 
     Returns:
       (the output manifest, the generator throughput counters).
@@ -153,12 +179,32 @@ def augment_dataset(generator, data_dir: str, output_dir: str,
     image_size = int(generator.get_config().get("image_size") or generator.input_shape[1])
     produce = ShardAugmenter(generator, image_size, batch_size, keep_gt_depth, depth_range_mm)
     results = {}
-    for split in splits:
-        shards = [os.path.join(data_dir, shard["name"])
-                  for shard in manifest["splits"][split]["shards"]]
-        results[split] = writer.write_split(output_dir, split, shards, produce,
-                                            num_shards=len(shards), num_workers=1,
-                                            task_name=os.path.basename, progress=progress)
+    tasks = {split: [os.path.join(data_dir, shard["name"])
+                     for shard in manifest["splits"][split]["shards"]] for split in splits}
+    if runner == "beam":
+        if not generator_path:
+            raise ValueError("runner=beam loads the generator on every Beam worker: pass its "
+                             "file (--generator)")
+        from tf_rgbd.data import beam_writer  # noqa: PLC0415 (optional extra)
+        beam_result = beam_writer.write_splits_with_beam(
+            output_dir, tasks, ShardAugmenterFactory(generator_path, image_size, batch_size,
+                                                     keep_gt_depth, depth_range_mm),
+            {split: len(shards) for split, shards in tasks.items()}, task_name=os.path.basename,
+            beam_options=beam_options, num_workers=num_workers)
+        for split, shards in tasks.items():
+            results[split] = beam_writer.collect_split(output_dir, split, shards, len(shards),
+                                                       os.path.basename, beam_result)
+        produce.stats.examples = sum(
+            shard.count for result in results.values() for shard in result.shards
+            if not shard.reused)
+        produce.stats.generator_seconds = beam_result.seconds
+    elif runner == "local":
+        for split, shards in tasks.items():
+            results[split] = writer.write_split(output_dir, split, shards, produce,
+                                                num_shards=len(shards), num_workers=1,
+                                                task_name=os.path.basename, progress=progress)
+    else:
+        raise ValueError(f"runner must be 'local' or 'beam', got {runner!r}")
     protocols = os.path.join(data_dir, "protocols")
     if os.path.isdir(protocols):
         shutil.copytree(protocols, os.path.join(output_dir, "protocols"), dirs_exist_ok=True)

@@ -13,6 +13,8 @@ ON_ERROR = ("skip", "fail")
 FACE_DETECTORS = ("auto", "short", "full")
 MULTIPLE_FACES = ("largest", "skip", "all")
 CROPS = ("arcface", "depthnet")
+# Who runs the producers: a local process pool, or an Apache Beam pipeline (optional [beam]).
+RUNNERS = ("local", "beam")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,8 +27,13 @@ class BuildConfig:
       input_dir: the source's original folder (real datasets).
       image_size: output image side in pixels (square crops).
       num_shards: shards per split (capped at the number of tasks).
-      num_workers: producer processes.
+      num_workers: producer processes (local pool, or the Beam DirectRunner's processes).
       on_error: ``skip`` (count bad inputs and go on) or ``fail``.
+      runner: ``local`` (a process pool) or ``beam`` (an Apache Beam pipeline: same shards,
+        sidecars and manifest; needs the ``[beam]`` extra).
+      beam_options: Beam pipeline options as one string (default: DirectRunner in
+        multi-processing mode), e.g. ``--runner=DataflowRunner --project=P --region=R
+        --temp_location=gs://B/tmp --setup_file=./setup.py``.
       seed: seed of every random choice (builds are deterministic).
       num_identities / images_per_identity: synthetic data size.
       test_fraction: fraction of identities held out as the test split (disjoint identities).
@@ -69,6 +76,8 @@ class BuildConfig:
     num_shards: int = 8
     num_workers: int = 1
     on_error: str = choice("skip", ON_ERROR)
+    runner: str = choice("local", RUNNERS)
+    beam_options: str = ""
     seed: int = 0
     num_identities: int = 40
     images_per_identity: int = 30
@@ -97,6 +106,8 @@ class BuildConfig:
             raise ValueError(f"unknown source {self.source!r}; known sources: {SOURCE_NAMES}")
         if self.on_error not in ON_ERROR:
             raise ValueError(f"on_error must be skip or fail, got {self.on_error!r}")
+        if self.runner not in RUNNERS:
+            raise ValueError(f"runner must be one of {RUNNERS}, got {self.runner!r}")
         if self.image_size < 16:
             raise ValueError(f"image_size must be >= 16, got {self.image_size}")
         if not 0.0 < self.test_fraction < 1.0:
@@ -121,6 +132,10 @@ class AugmentConfig:
       keep_gt_depth: store the source's ground-truth depth (normalised) as ``gt_depth``.
       depth_range_mm: normalisation span of the ground-truth depth (mm).
       dataset_name: the output's dataset name ('' = ``<input>_generated``).
+      runner: ``local`` (this process) or ``beam`` (an Apache Beam pipeline over the input
+        shards, the generator loaded once per Beam worker; needs the ``[beam]`` extra).
+      beam_options: Beam pipeline options as one string (see ``BuildConfig.beam_options``).
+      num_workers: Beam DirectRunner processes (0: one per CPU core).
     """
 
     generator: str = ""
@@ -131,6 +146,13 @@ class AugmentConfig:
     keep_gt_depth: bool = False
     depth_range_mm: float = 200.0
     dataset_name: str = ""
+    runner: str = choice("local", RUNNERS)
+    beam_options: str = ""
+    num_workers: int = 0
+
+    def __post_init__(self):
+        if self.runner not in RUNNERS:
+            raise ValueError(f"runner must be one of {RUNNERS}, got {self.runner!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,12 +35,24 @@ def _build_dataset(config: BuildConfig, progress: bool) -> dict:
     plan = sources.get_source(config.source).plan(config)
     os.makedirs(config.output_dir, exist_ok=True)
     results = {}
-    # One worker pool for every split: each spawned worker pays the TensorFlow import once.
-    with writer.ProducerPool(plan.produce, config.num_workers) as pool:
+    if config.runner == "beam":
+        # The same tasks, producer and shard writer as one Apache Beam pipeline.
+        from tf_rgbd.data import beam_writer  # noqa: PLC0415 (optional extra)
+        beam_result = beam_writer.write_splits_with_beam(
+            config.output_dir, plan.splits, beam_writer.ConstantProducer(plan.produce),
+            config.num_shards, config.on_error, plan.task_name, config.beam_options,
+            config.num_workers)
         for split, tasks in plan.splits.items():
-            results[split] = writer.write_split(
-                config.output_dir, split, tasks, plan.produce, num_shards=config.num_shards,
-                on_error=config.on_error, task_name=plan.task_name, progress=progress, pool=pool)
+            results[split] = beam_writer.collect_split(
+                config.output_dir, split, tasks, config.num_shards, plan.task_name, beam_result)
+    else:
+        # One worker pool for every split: each spawned worker pays the TensorFlow import once.
+        with writer.ProducerPool(plan.produce, config.num_workers) as pool:
+            for split, tasks in plan.splits.items():
+                results[split] = writer.write_split(
+                    config.output_dir, split, tasks, plan.produce,
+                    num_shards=config.num_shards, on_error=config.on_error,
+                    task_name=plan.task_name, progress=progress, pool=pool)
     protocol_names = []
     if plan.make_protocols is not None:
         records = {split: result.records for split, result in results.items()}

@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_rgbd import io_utils
+from tf_rgbd.training import strategy as strategy_lib
 from tf_rgbd.training.checkpointing import RunCheckpoint
 
 NAN_REPORT_FILE = "nan_report.json"
@@ -200,37 +201,51 @@ class PreemptionCheckpoint(keras.callbacks.Callback):
     """Saves a checkpoint at the current step and stops training when termination was requested.
 
     At most the step in flight when the signal arrived is lost (it completes, then is saved).
-    Under ``MultiWorkerMirroredStrategy`` pass ``preemption_handler`` (TensorFlow's
-    ``tf.distribute.experimental.PreemptionCheckpointHandler``), which coordinates the save
-    across workers; this callback then keeps the run's global step in the checkpoint current.
+    Under ``MultiWorkerMirroredStrategy`` (pass ``strategy`` and ``scratch_dir``) TensorFlow's
+    ``PreemptionCheckpointHandler`` (``strategy.preemption_handler``) agrees on the step over the
+    cluster: a SIGTERM to ANY worker makes every worker save at the same step (the chief into
+    the run directory, the others into their temporary ones) and stop; the program exits 0 and
+    the same command resumes.
 
     Attributes:
       preempted_at: the global step saved on preemption (None while not preempted).
     """
 
     def __init__(self, run_checkpoint: RunCheckpoint, request: TerminationRequest,
-                 preemption_handler: Any = None):
+                 strategy: Any = None, scratch_dir: Optional[str] = None):
         super().__init__()
         self.run_checkpoint = run_checkpoint
         self.request = request
-        self.preemption_handler = preemption_handler
+        self.strategy = strategy
+        self.scratch_dir = scratch_dir
+        self.preemption_handler: Any = None
         self.global_step = 0
         self.preempted_at: Optional[int] = None
 
     def on_train_begin(self, logs=None):
         self.global_step = int(self.run_checkpoint.step.numpy())
+        if self.preemption_handler is None and self.strategy is not None and self.scratch_dir:
+            self.preemption_handler = strategy_lib.preemption_handler(
+                self.strategy, lambda: self.request.requested, self._save, self._stop,
+                self.scratch_dir)
+
+    def _save(self) -> None:
+        if not self.run_checkpoint.saving_blocked:
+            self.run_checkpoint.save(self.global_step)
+
+    def _stop(self) -> None:
+        self.preempted_at = self.global_step
+        self.model.stop_training = True
 
     def on_train_batch_end(self, batch, logs=None):
         self.global_step += 1
         if self.preemption_handler is not None:
-            self.run_checkpoint.step.assign(self.global_step)
-            self.preemption_handler.save_checkpoint_if_preempted()
+            if self.preempted_at is None:
+                self.preemption_handler.save_checkpoint_if_preempted()
             return
         if self.request.requested and self.preempted_at is None:
-            if not self.run_checkpoint.saving_blocked:
-                self.run_checkpoint.save(self.global_step)
-            self.preempted_at = self.global_step
-            self.model.stop_training = True
+            self._save()
+            self._stop()
 
 
 class TensorBoardImageGrid(keras.callbacks.Callback):

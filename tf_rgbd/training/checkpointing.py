@@ -93,6 +93,11 @@ class RunCheckpoint:
     Args:
       model_dir: the run directory; checkpoints go to ``<model_dir>/checkpoints``.
       max_to_keep: how many recent checkpoints to keep.
+      restore_from: another run directory to RESTORE from (default ``model_dir``). A
+        non-chief worker of a multi-worker run restores the chief's checkpoints (shared
+        storage) and writes its own into a temporary ``model_dir`` that is removed (every
+        worker must save: reading synchronised variables is a collective operation); it never
+        moves the chief's files.
       **trackables: everything to save, by name (keras models/layers, optimisers,
         ``tf.Variable``s). Names are the checkpoint keys: keep them stable across versions.
         ``step`` is reserved for the global step counter.
@@ -100,9 +105,11 @@ class RunCheckpoint:
     Attributes:
       step: int64 ``tf.Variable``, the global optimiser step of the last save/restore.
       directory: where the checkpoints are written.
+      restore_directory: where they are restored from.
     """
 
-    def __init__(self, model_dir: str, max_to_keep: int = 3, **trackables):
+    def __init__(self, model_dir: str, max_to_keep: int = 3, restore_from: Optional[str] = None,
+                 **trackables):
         if "step" in trackables:
             raise ValueError("RunCheckpoint: 'step' is reserved for the global step counter; "
                              "rename that trackable")
@@ -110,6 +117,9 @@ class RunCheckpoint:
             raise ValueError("RunCheckpoint needs at least one model/optimizer to save")
         self.model_dir = model_dir
         self.directory = os.path.join(model_dir, CHECKPOINT_SUBDIR)
+        self.restore_directory = os.path.join(restore_from or model_dir, CHECKPOINT_SUBDIR)
+        self._owns_restore_directory = (os.path.abspath(self.restore_directory)
+                                        == os.path.abspath(self.directory))
         # Assigned from Python between steps only (cross-replica context under a strategy).
         with tf.init_scope():
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
@@ -131,13 +141,18 @@ class RunCheckpoint:
 
     @property
     def latest_path(self) -> Optional[str]:
-        """Prefix of the newest checkpoint (``.../ckpt-<step>``), or None when there is none."""
-        return self.manager.latest_checkpoint
+        """Prefix of the newest checkpoint (``.../ckpt-<step>``), or None when there is none
+        (this run's own newest save, else the newest in :attr:`restore_directory`)."""
+        if self.manager.latest_checkpoint or self._owns_restore_directory:
+            return self.manager.latest_checkpoint
+        return tf.train.latest_checkpoint(self.restore_directory)
 
-    def checkpoints_on_disk(self) -> list[str]:
-        """Checkpoint prefixes in the directory, newest (highest step) first."""
+    def checkpoints_on_disk(self, directory: Optional[str] = None) -> list[str]:
+        """Checkpoint prefixes in ``directory`` (default: where they are restored from),
+        newest (highest step) first."""
         prefixes = []
-        for index_file in glob.glob(os.path.join(self.directory, "ckpt-*.index")):
+        directory = self.restore_directory if directory is None else directory
+        for index_file in glob.glob(os.path.join(directory, "ckpt-*.index")):
             match = re.fullmatch(r"ckpt-(\d+)\.index", os.path.basename(index_file))
             if match:
                 prefixes.append((int(match.group(1)), index_file[:-len(".index")]))
@@ -182,16 +197,17 @@ class RunCheckpoint:
                 failures.append(f"{os.path.basename(path)} ({reason})")
                 unreadable.append(path)
                 continue
-            # Found a good one: the newer, unreadable ones are moved aside (kept for a look).
-            for bad in unreadable:
+            # Found a good one: the newer, unreadable ones are moved aside (kept for a look) by
+            # the owner of the directory (a non-chief worker only skips them).
+            for bad in unreadable if self._owns_restore_directory else ():
                 logging.warning("moving unreadable checkpoint %s aside as corrupt-%s", bad,
                                 os.path.basename(bad))
                 self._quarantine(bad)
-            if unreadable:
+            if unreadable and self._owns_restore_directory:
                 self._rewrite_state()
             return int(self.step.numpy())
         raise CheckpointError(
-            f"no checkpoint in {self.directory} can be restored ({'; '.join(failures)}); "
+            f"no checkpoint in {self.restore_directory} can be restored ({'; '.join(failures)}); "
             "nothing was changed there: move the run directory aside (or use a fresh "
             "--model_dir) to start over")
 
@@ -257,7 +273,7 @@ class RunCheckpoint:
 
     def _size_estimate(self) -> Optional[int]:
         """Bytes of the newest complete checkpoint (what the next one will need, roughly)."""
-        for prefix in self.checkpoints_on_disk():
+        for prefix in self.checkpoints_on_disk(self.directory):
             return sum(os.path.getsize(path) for path in glob.glob(prefix + ".*"))
         return None
 

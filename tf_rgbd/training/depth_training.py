@@ -211,7 +211,7 @@ class DepthTrainingTask(runner.TrainingTask):
 
     def save_outputs(self, built: runner.BuiltTrainer, context: runner.RunContext
                      ) -> dict[str, str]:
-        path = os.path.join(self.config.run.model_dir, GENERATOR_FILE)
+        path = os.path.join(context.run.model_dir, GENERATOR_FILE)  # a worker's own dir
         return {"generator": loading.save_keras_model(built.trainer.generator, path)}
 
     def summary_extra(self, context: runner.RunContext) -> dict:

@@ -22,11 +22,11 @@ function fail with "You must feed a value for placeholder tensor".
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
-import sys
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -76,6 +76,10 @@ def build_strategy(name: str = "default",
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "multi_worker":
+        role = worker_role()
+        if role.num_workers == 1:
+            logging.warning("--strategy=multi_worker without a TF_CONFIG cluster: training on "
+                            "this process alone (set TF_CONFIG, or use training.launch_local)")
         return tf.distribute.MultiWorkerMirroredStrategy()
     # Physical devices first: listing logical ones initialises TensorFlow, after which the CPU
     # can no longer be split (--num_logical_cpus).
@@ -89,6 +93,57 @@ def build_strategy(name: str = "default",
     return tf.distribute.MirroredStrategy(
         [device.name for device in cpus],
         cross_device_ops=tf.distribute.ReductionToOneDevice(reduce_to_device=cpus[0].name))
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerRole:
+    """This process's place in a ``TF_CONFIG`` cluster (read without initialising TensorFlow).
+
+    Attributes:
+      task_type: ``worker`` or ``chief`` (``None`` without a cluster).
+      task_index: the index within ``task_type``.
+      num_workers: training processes of the cluster (``chief`` + ``worker`` tasks); 1 without
+        a cluster.
+      is_chief: writes the run directory (checkpoints, summaries, outputs); the others write
+        to temporary directories that are removed.
+      input_index: this worker's input pipeline index in ``[0, num_workers)`` (the chief is 0),
+        i.e. which share of the shard files it reads.
+    """
+
+    task_type: Optional[str]
+    task_index: int
+    num_workers: int
+    is_chief: bool
+    input_index: int
+
+
+def worker_role(tf_config: Optional[str] = None) -> WorkerRole:
+    """This process's :class:`WorkerRole` from ``TF_CONFIG`` (the environment by default).
+
+    Raises:
+      ValueError: ``TF_CONFIG`` is not valid JSON, or names a task the cluster lacks.
+    """
+    text = os.environ.get("TF_CONFIG", "") if tf_config is None else tf_config
+    if not text:
+        return WorkerRole(None, 0, 1, True, 0)
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({error}): {text[:200]}") from error
+    cluster = spec.get("cluster") or {}
+    task = spec.get("task") or {}
+    task_type, task_index = task.get("type"), int(task.get("index", 0))
+    chiefs, workers = list(cluster.get("chief", [])), list(cluster.get("worker", []))
+    num_workers = max(1, len(chiefs) + len(workers))
+    if task_type is None:
+        return WorkerRole(None, 0, num_workers, True, 0)
+    if task_type not in ("chief", "worker") or task_index >= len(cluster.get(task_type, [])):
+        raise ValueError(f"TF_CONFIG names task {task_type}:{task_index}, which its cluster "
+                         f"{cluster} does not have (multi-worker training takes 'chief' and "
+                         "'worker' tasks)")
+    is_chief = is_chief_from_tf_config(text)
+    input_index = task_index if task_type == "chief" else len(chiefs) + task_index
+    return WorkerRole(task_type, task_index, num_workers, is_chief, input_index)
 
 
 def is_chief_from_tf_config(tf_config: Optional[str] = None) -> bool:
@@ -113,26 +168,38 @@ def is_chief_from_tf_config(tf_config: Optional[str] = None) -> bool:
     return task_type == "worker" and task_index == 0 and "chief" not in cluster
 
 
-def preemption_handler(strategy: tf.distribute.Strategy, run_checkpoint):
-    """TensorFlow's PreemptionCheckpointHandler for multi-worker runs (None otherwise).
+def preemption_handler(strategy: tf.distribute.Strategy, termination_requested: Callable[[], bool],
+                       save_fn: Callable[[], Any], exit_fn: Callable[[], Any], scratch_dir: str):
+    """TensorFlow's ``PreemptionCheckpointHandler`` for multi-worker runs (None otherwise).
 
-    Under ``MultiWorkerMirroredStrategy`` a SIGTERM to any worker makes every worker save the
-    same checkpoint at the same step (the handler agrees on it over the cluster), after which
-    they exit with status 0. Single-process runs use ``callbacks.PreemptionCheckpoint``'s own
-    signal handling instead.
+    Under ``MultiWorkerMirroredStrategy`` a termination request on ANY worker (SIGTERM, seen
+    through ``termination_requested``, polled by the handler's thread about once a second)
+    makes every worker call ``save_fn`` at the same training step (the handler agrees on the
+    step over the cluster's coordination service), then ``exit_fn``. Single-process runs use
+    ``callbacks.PreemptionCheckpoint``'s own path instead.
+
+    Call ``handler.save_checkpoint_if_preempted()`` after every training step on every worker.
+
+    Args:
+      strategy: the run's strategy.
+      termination_requested: returns True once this worker was asked to terminate.
+      save_fn: saves the run's checkpoint (our :class:`RunCheckpoint`, so its files are named
+        by the global step: the handler's own manager would number them by save count).
+      exit_fn: called after the save on every worker (e.g. stop training; the program then
+        exits 0 and a re-run resumes).
+      scratch_dir: an empty directory, removed by the caller, for the handler's bookkeeping
+        (its own step counter checkpoint is never written: ``save_fn`` replaces it).
     """
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return None
-
-    def exit_after_saving():
-        logging.warning("preempted: checkpoint saved in %s; exiting (re-run to resume)",
-                        run_checkpoint.directory)
-        sys.exit(0)
-
+    # The handler needs a checkpoint to restore its run counter from; an empty one in an empty
+    # directory: every launch starts counting at 0 on every worker, which is all it needs.
     return tf.distribute.experimental.PreemptionCheckpointHandler(
-        strategy.cluster_resolver, run_checkpoint.manager,
+        strategy.cluster_resolver, tf.train.Checkpoint(),
+        checkpoint_dir=os.path.join(scratch_dir, "preemption"),
         termination_config=tf.distribute.experimental.TerminationConfig(
-            exit_fn=exit_after_saving))
+            termination_watcher_fn=termination_requested, exit_fn=exit_fn, save_fn=save_fn,
+            grace_period=0))
 
 
 def replica_scaled(loss: tf.Tensor) -> tf.Tensor:
@@ -196,3 +263,46 @@ def make_distributable(dataset: tf.data.Dataset) -> tf.data.Dataset:
         return element
 
     return dataset.map(convert, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+
+def adapt_to_multi_worker(model: keras.Model) -> keras.Model:
+    """Makes Keras 3.15 ``fit``/``evaluate`` work under a real multi-worker
+    ``MultiWorkerMirroredStrategy`` (two Keras bugs, measured with TF 2.19.1 / Keras 3.15.1 on
+    2 loopback workers; patched on this model instance only):
+
+    1. Before training, ``TFTrainer._maybe_symbolic_build`` reduces the first distributed batch
+       with ``strategy.reduce("MEAN", batch)`` on the WHOLE dict; across workers that is a dict
+       of ``PerReplica`` values, which ``MultiWorkerMirroredStrategy.reduce`` refuses ("Attempt
+       to convert a value ({'rgb': PerReplica:...}) with an unsupported type (<class 'dict'>)
+       to a Tensor"). Replaced by a feature-by-feature reduction, then Keras' own build.
+    2. Every step's logs are reduced across workers with ``strategy.reduce("MEAN", v,
+       axis=0)``, which fails on the scalar losses a custom ``train_step`` returns ("Invalid
+       reduction dimension 0 for input with 0 dimensions"). The step's scalar logs are given a
+       length-1 axis, so that reduction becomes the mean over the replicas (a scalar again).
+    """
+    strategy = model.distribute_strategy
+
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = next(batches)
+                break
+        data_batch = tf.nest.map_structure(
+            lambda value: strategy.reduce("MEAN", value, axis=None)
+            if isinstance(value, tf.distribute.DistributedValues) else value, data_batch)
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)  # noqa: SLF001 (what Keras calls)
+
+    def with_axis(step):
+        def wrapped(data):
+            logs = step(data)
+            return tf.nest.map_structure(
+                lambda value: tf.reshape(value, [1]) if tf.is_tensor(value)
+                and value.shape.rank == 0 else value, logs)
+        return wrapped
+
+    model._maybe_symbolic_build = maybe_symbolic_build  # noqa: SLF001
+    model.train_step = with_axis(model.train_step)
+    model.test_step = with_axis(model.test_step)
+    return model
