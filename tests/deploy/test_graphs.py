@@ -32,7 +32,7 @@ def test_resize_layers_equal_the_data_pipeline_resizes(sizes):
                                   nearest)
     depth = np.where(rng.uniform(size=(2, in_size, in_size, 1)) > 0.4,
                      rng.uniform(0.1, 1, (2, in_size, in_size, 1)), 0).astype(np.float32)
-    expected = np.stack([pipeline._masked_resize(tf.constant(d), out_size) for d in depth])
+    expected = np.stack([pipeline.masked_resize(tf.constant(d), out_size) for d in depth])
     np.testing.assert_allclose(graphs.ResizeImages(in_size, out_size, "area", masked=True)(depth),
                                expected, atol=2e-6)
 
@@ -112,7 +112,7 @@ def test_graph_inputs_outputs_and_sensor_depth(models):
     # attention can saturate in 3 steps, see tf_rgbd/models/recognizer.py).
     fed = keras.Model(built["pipeline_sensor"].inputs,
                       built["pipeline_sensor"].get_layer("sensor_depth_to_r").output)
-    expected = np.stack([pipeline._masked_resize(tf.constant(d), RECOGNIZER_SIZE) for d in depth])
+    expected = np.stack([pipeline.masked_resize(tf.constant(d), RECOGNIZER_SIZE) for d in depth])
     np.testing.assert_allclose(fed({"rgb": rgb, "depth": depth}), expected, atol=2e-6)
     other = built["pipeline_sensor"]({"rgb": rgb, "depth": depth[::-1]})
     np.testing.assert_allclose(outputs["id_rgb"], other["id_rgb"], atol=1e-5)

@@ -34,7 +34,7 @@ through (``tf_rgbd.augmentation.generated_rgbd`` then ``tf_rgbd.data.pipeline.ma
    (without a mask branch: D* >= ``MIN_VALID_PREDICTION``); D* := 0 off the face; rgb := -1
    (black) off the face;
 3. resized G -> R as ``make_dataset`` reads the stored example: rgb bilinear with antialiasing,
-   depth area-resampled over face pixels only (``_masked_resize``), mask nearest;
+   depth area-resampled over face pixels only (``masked_resize``), mask nearest;
 4. the recognizer (and the flip test).
 
 The only difference from the stored training data is that the augmented dataset holds the rgb
