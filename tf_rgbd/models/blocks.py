@@ -40,8 +40,15 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     (so exported inference graphs are exactly what they were).
     """
 
+    # Off by default: in the full recognizer the fused path's gradients differed from Keras'
+    # by up to 6% on some weights (tests/training/test_rgbd_trainer.py::
+    # test_mirrored_update_equals_single_device_update fails with it on), although a single
+    # layer matches (tests/models/test_blocks.py). Not understood yet; exactness first.
+    fused_training = False
+
     def _fusable(self, inputs, training, mask) -> bool:
-        return (bool(training) and self.trainable and mask is None and not self.renorm
+        return (self.fused_training and bool(training) and self.trainable and mask is None
+                and not self.renorm
                 and not getattr(self, "synchronized", False) and keras.backend.backend() ==
                 "tensorflow" and len(inputs.shape) == 4 and self.axis in (-1, 3)
                 and inputs.shape[-1] is not None)
