@@ -160,9 +160,12 @@ def test_two_workers_equal_one_process_with_the_same_global_batch(recognizer_run
     assert fingerprints[0] == fingerprints[1], "the workers ended with different weights"
     after_one_step = _max_difference(_checkpoint(str(root / "two_workers"), 1),
                                      _checkpoint(str(root / "one_process"), 1))
-    assert after_one_step <= 1e-5, after_one_step
-    _assert_same_training(str(root / "two_workers"), str(root / "one_process"), atol=1e-4,
-                          step=2)
+    # The bound, 1e-4 (measured 0.9e-6 .. 1.5e-5 after one step). After two steps the
+    # tiny ArcFace model (s = 64) has amplified float-rounding differences to 2e-5 .. 8e-5
+    # (measured), while an update twice too large or missing would differ by ~0.1.
+    assert after_one_step <= 1e-4, after_one_step
+    _assert_same_training(str(root / "two_workers"), str(root / "one_process"), atol=1e-3,
+                          step=2, min_moved_factor=10.0)
     chief = root / "two_workers"
     summary = json.loads((chief / "training_summary.json").read_text())
     assert summary["workers"] == 2 and summary["replicas"] == 2
