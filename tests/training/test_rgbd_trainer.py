@@ -79,11 +79,13 @@ def test_gradient_routing(cmfl_stop_gradient):
     for branch, own in (("rgb", rgb_only), ("depth", depth_only)):
         for gradient, variable in zip(tape.gradient(results[f"total_{branch}"], own), own):
             if gradient is not None:
-                np.testing.assert_allclose(routed[id(variable)], gradient, rtol=1e-4, atol=1e-6)
+                np.testing.assert_allclose(routed[id(variable)], gradient, rtol=1e-3, atol=1e-5)
     sam_kernel = recognizer.spatial_attention.trainable_variables[0]
+    # (1e-3: the one-pass routing of separable branches sums the same terms in another order;
+    # measured up to 1.6e-4 relative. A wrong routing is off by a whole branch's gradient.)
     expected = (tape.gradient(results["total_rgb"], sam_kernel)
                 + tape.gradient(results["total_depth"], sam_kernel))
-    np.testing.assert_allclose(routed[id(sam_kernel)], expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(routed[id(sam_kernel)], expected, rtol=1e-3, atol=1e-5)
 
 
 def test_normalised_residual_attention_trains_through_the_config():
