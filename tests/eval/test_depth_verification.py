@@ -59,4 +59,6 @@ def test_known_answers_perfect_ground_truth_and_identity_free_generated_depth():
     assert report["sources"]["shuffled"]["auc"] == 1.0
     rows = dv.table_rows(report)
     assert [row["source"] for row in rows] == [dv.GROUND_TRUTH, "flat", "shuffled"]
+    reordered = {**report, "sources": dict(sorted(report["sources"].items()))}
+    assert dv.table_rows(reordered)[0]["source"] == dv.GROUND_TRUTH
     assert "ground truth" in dv.format_table(report)

@@ -244,7 +244,11 @@ def evaluate_depth_verifier(config: DepthVerifierEvalConfig,
 def table_rows(report: Mapping) -> list[dict]:
     """source -> accuracy, AUC, EER, TAR@FAR=1e-2 (and the pair counts) rows of a report."""
     rows = []
-    for name, summary in report["sources"].items():
+    names = list(report["sources"])   # ground truth first (a report read back from JSON is
+    names = [name for name in names if name == GROUND_TRUTH] + [   # sorted by name)
+        name for name in names if name != GROUND_TRUTH]
+    for name in names:
+        summary = report["sources"][name]
         rows.append({"source": name, "accuracy": summary["accuracy"], "auc": summary["auc"],
                      "eer": summary["eer"],
                      "tar_at_far_1e-2": summary["tar_at_far"].get("0.01", math.nan),
