@@ -9,6 +9,9 @@ Pairs come from the ground-truth depth of ``run.train_split`` (:mod:`tf_rgbd.dat
 last ``val_identity_fraction`` of its identities never train the verifier and are written to
 ``verifier_identities.json`` (the evaluation chooses its threshold on their pairs). Validation
 (``run.val_split``, off by default) scores pairs of that split's identities.
+
+Under multi-worker training each worker draws its pairs from the examples of its own shard
+files (the runner's file sharding), with the same seed.
 """
 from __future__ import annotations
 
