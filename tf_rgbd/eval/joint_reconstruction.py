@@ -8,6 +8,8 @@
   ``mean_examples`` the mean over all examples.
 * Recognition with c_Id (L2-normalised) on the dataset's protocol, scored by the project's
   tools (``tf_rgbd.eval.recognition.score_protocol``: rank-1, TAR@FAR, EER).
+* The same RMSE table for s_bar alone (every face predicted as the mean neutral shape): the
+  baseline that shows what the reconstruction adds.
 * Inference time: milliseconds per image of the whole model (encoder + decoders + head) at
   batch 1, after warm-up, on this machine.
 
@@ -73,20 +75,26 @@ def predict_split(model, dataset: tf.data.Dataset, shape_unit_mm: float) -> dict
     """Runs ``model`` over batches of ``make_joint_dataset`` (not training).
 
     Returns ``example_ids`` str [M], ``labels`` int [M], ``yaw_deg`` [M], ``rmse_mm`` [M],
-    ``features`` float32 [M, D] (c_Id, not normalised).
+    ``features`` float32 [M, D] (c_Id, not normalised), ``mean_shape_rmse_mm`` [M] (the
+    RMSE of predicting s_bar for every face: the baseline a reconstruction must beat).
     """
-    ids, labels, yaws, rmse, features = [], [], [], [], []
+    ids, labels, yaws, rmse, features, baseline = [], [], [], [], [], []
     for batch in dataset:
         outputs = model(batch["rgb"], training=False)
         rmse.append(shape_unit_mm * shape_losses.per_example_rmse(
             outputs["shape"], batch["shape"], batch["weights"]).numpy())
+        mean = tf.broadcast_to(tf.convert_to_tensor(model.mean_shape)[None],
+                               tf.shape(batch["shape"]))
+        baseline.append(shape_unit_mm * shape_losses.per_example_rmse(
+            mean, batch["shape"], batch["weights"]).numpy())
         features.append(outputs["identity_features"].numpy())
         ids.extend(value.decode() for value in batch["example_id"].numpy())
         labels.append(batch["label"].numpy())
         yaws.append(batch["yaw_deg"].numpy())
     return {"example_ids": np.array(ids), "labels": np.concatenate(labels),
             "yaw_deg": np.concatenate(yaws), "rmse_mm": np.concatenate(rmse),
-            "features": np.concatenate(features)}
+            "features": np.concatenate(features),
+            "mean_shape_rmse_mm": np.concatenate(baseline)}
 
 
 def inference_ms_per_image(model, image_size: int, repeats: int = 20, warmup: int = 3) -> float:
@@ -134,7 +142,9 @@ def evaluate_joint_model(model, config, split: str = "test",
     dataset = training.make_joint_dataset(config, split, targets)
     predicted = predict_split(model, dataset, config.shape_unit_mm)
     metrics = {"split": split, "num_examples": int(len(predicted["example_ids"])),
-               "shape_rmse_mm": rmse_per_yaw_bin(predicted["rmse_mm"], predicted["yaw_deg"])}
+               "shape_rmse_mm": rmse_per_yaw_bin(predicted["rmse_mm"], predicted["yaw_deg"]),
+               "mean_shape_rmse_mm": rmse_per_yaw_bin(predicted["mean_shape_rmse_mm"],
+                                                      predicted["yaw_deg"])}
     if protocol:
         data_dir = config.run.data_dir
         loaded = protocol_lib.load_protocol(protocol_lib.protocol_path(data_dir, protocol))

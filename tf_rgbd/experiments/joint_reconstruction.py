@@ -26,7 +26,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from tf_rgbd import io_utils
-from tf_rgbd.config.joint_reconstruction import (JOINT_VARIANTS, METRICS_FILE, MODEL_FILE,
+from tf_rgbd.config.joint_reconstruction import (JOINT_VARIANTS, METRICS_FILE,
                                                  JointModelConfig, JointReconstructionConfig)
 from tf_rgbd.config.run import RunConfig
 from tf_rgbd.eval import joint_reconstruction as joint_eval
@@ -57,8 +57,8 @@ class Sizes:
 
 FULL_SIZES = Sizes(batch_size=32, num_shape_vertices=256, phase1_steps=300, phase2_steps=150,
                    phase3_steps=300)
-QUICK_SIZES = Sizes(batch_size=8, num_shape_vertices=32, phase1_steps=2, phase2_steps=2,
-                    phase3_steps=2, timing_repeats=3, run_eagerly=True)
+QUICK_SIZES = Sizes(batch_size=4, num_shape_vertices=32, phase1_steps=1, phase2_steps=1,
+                    phase3_steps=1, timing_repeats=3, run_eagerly=True)
 
 
 def experiment_config(data_dir: str, model_dir: str, variant: str, seed: int, sizes: Sizes,
@@ -100,7 +100,8 @@ def format_metrics(metrics: Mapping[str, Any]) -> str:
                  f"{centre}: {'empty' if value is None else f'{value:.2f}'}"
                  for centre, value in rmse["bins"].items()),
              f"mean over bins {_fmt(rmse['mean'])} mm, over examples "
-             f"{_fmt(rmse['mean_examples'])} mm"]
+             f"{_fmt(rmse['mean_examples'])} mm (s_bar alone: "
+             f"{_fmt(metrics['mean_shape_rmse_mm']['mean'])} mm over bins)"]
     recognition = metrics.get("recognition")
     if recognition:
         tar = recognition["tar_at_far"]
@@ -121,6 +122,7 @@ def _row(metrics: Mapping[str, Any]) -> dict:
     return {"variant": metrics["variant"],
             "rmse_per_yaw_mm": rmse["bins"], "count_per_yaw": rmse["counts"],
             "rmse_mean_mm": rmse["mean"], "rmse_mean_examples_mm": rmse["mean_examples"],
+            "mean_shape_rmse_mean_mm": metrics["mean_shape_rmse_mm"]["mean"],
             "rank1": recognition["rank1"],
             "tar_at_far_1e-2": recognition["tar_at_far"]["0.01"],
             "tar_at_far_1e-3": recognition["tar_at_far"]["0.001"],
@@ -141,7 +143,7 @@ def run_seed(data_dir: str, workdir: str, seed: int, quick: bool = False) -> dic
     sizes = QUICK_SIZES if quick else FULL_SIZES
     started = time.time()
     rows = []
-    phase1 = os.path.join(workdir, PHASE1_OWNER, "phase1", MODEL_FILE)
+    phase1 = os.path.join(workdir, PHASE1_OWNER, "phase1")
     order = [PHASE1_OWNER] + [name for name in JOINT_VARIANTS if name != PHASE1_OWNER]
     by_variant = {}
     for variant in order:
@@ -173,7 +175,8 @@ def summarize(per_seed: list[dict]) -> dict[str, list[dict]]:
     """Two tables over seeds (mean and std per column; bins empty in every seed stay None):
 
     * ``Joint reconstruction: shape RMSE (mm) per yaw``: per variant, ``yaw_<bin>_mean/_std``
-      for the bins of ``joint_eval.YAW_BINS``, ``mean_mean/_std`` (mean over non-empty bins);
+      for the bins of ``joint_eval.YAW_BINS``, ``mean_mean/_std`` (mean over non-empty bins),
+      ``mean_shape_only_mean/_std`` (the same mean for s_bar alone);
     * ``Joint reconstruction: recognition with c_Id``: per variant, ``rank1``,
       ``tar_at_far_1e-2``, ``tar_at_far_1e-3``, ``eer``, ``inference_ms_per_image``.
     """
@@ -191,6 +194,8 @@ def summarize(per_seed: list[dict]) -> dict[str, list[dict]]:
             shape_row[f"yaw_{centre}_mean"], shape_row[f"yaw_{centre}_std"] = mean, std
         shape_row["mean_mean"], shape_row["mean_std"], _ = _mean_std(
             [row["rmse_mean_mm"] for row in rows])
+        shape_row["mean_shape_only_mean"], shape_row["mean_shape_only_std"], _ = _mean_std(
+            [row.get("mean_shape_rmse_mean_mm") for row in rows])
         shape_rows.append(shape_row)
         recognition_row = {"variant": variant, "description": DESCRIPTIONS.get(variant, variant),
                            "n_seeds": len(rows)}

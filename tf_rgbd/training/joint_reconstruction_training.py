@@ -5,7 +5,7 @@
     model, config = load_joint_model(model_dir)
 
 Phases (each a runner run in ``<model_dir>/phase<k>``, resumable from its checkpoints, and
-initialised from the previous phase's ``joint_model.keras``; a finished phase is reused):
+initialised from the previous phase's newest checkpoint; a finished phase is reused):
 
 I.   the encoder (IR-SE + FC) regresses the target latents, ``[identity_coeffs,
      expression_coeffs]`` of the generator, with the Euclidean ``latent_loss``;
@@ -46,6 +46,7 @@ from tf_rgbd.models.joint_reconstruction import (JointReconstructionModel,
                                                  joint_model_from_config)
 from tf_rgbd.training import runner
 from tf_rgbd.training import strategy as strategy_lib
+from tf_rgbd.training.checkpointing import CHECKPOINT_SUBDIR, WEIGHTS_SUFFIX, weights_by_path
 from tf_rgbd.training.recognizer_training import remap_labels, training_labels
 
 SUMMARY_FILE = "joint_training_summary.json"
@@ -389,30 +390,38 @@ class JointPhaseTask(runner.TrainingTask):
         return dataset.map(lambda batch: {k: v for k, v in batch.items() if k != "yaw_deg"})
 
     def initialize_from(self, built: runner.BuiltTrainer, path: str) -> str:
-        """Loads the encoder (IR-SE + latent FC) of ``path``, and its decoders and classifier
-        where they have this model's structure (a previous phase of the same variant; phase
-        I of another variant gives the encoder only). s_bar stays this run's."""
-        source = loading.load_keras_model(path)
+        """Initialises from a previous phase's run directory (its newest checkpoint) or a
+        checkpoint prefix: every variable of the encoder (IR-SE + latent FC) must be there;
+        the decoders' and the classifier's are taken where the checkpoint has them with the
+        same shapes (a previous phase of the same variant; phase I of another variant gives
+        the encoder only). s_bar stays this run's. Reading the checkpoint builds no second
+        model (loading a ``.keras`` file would)."""
+        prefix = (tf.train.latest_checkpoint(os.path.join(path, CHECKPOINT_SUBDIR))
+                  if os.path.isdir(path) else path)
+        if not prefix or not tf.io.gfile.exists(prefix + ".index"):
+            raise FileNotFoundError(f"--init_from={path}: no checkpoint there (a phase run "
+                                    "directory or a checkpoint prefix)")
         target = built.trainer.model
-        if not isinstance(source, JointReconstructionModel):
-            raise ValueError(f"--init_from={path} is not a joint reconstruction model")
-        loaded = []
-        for part in ("encoder", "latent_head"):
-            mine, theirs = getattr(target, part), getattr(source, part)
-            if [w.shape for w in mine.weights] != [w.shape for w in theirs.weights]:
-                raise ValueError(f"--init_from={path}: its {part} differs from this run's "
-                                 "(backbone, image size or latent sizes)")
-            mine.set_weights(theirs.get_weights())
-            loaded.append(part)
-        pairs = [(f"decoder_{name}", decoder, source.decoders.get(name))
-                 for name, decoder in target.decoders.items()]
-        pairs.append(("classifier", target.classifier, source.classifier))
-        for name, mine, theirs in pairs:
-            if theirs is not None and [w.shape for w in mine.weights] == [
-                    w.shape for w in theirs.weights]:
-                mine.set_weights(theirs.get_weights())
-                loaded.append(name)
-        return f"{', '.join(loaded)} of {path}"
+        stored = dict(tf.train.list_variables(prefix))
+        wanted, missing = {}, []
+        for key, variable in weights_by_path(target).items():
+            name = (f"model{WEIGHTS_SUFFIX}/{key.replace('.', '..')}/.ATTRIBUTES/"
+                    "VARIABLE_VALUE")
+            part = key.split(".")[1] if key.count(".") else key
+            if key.endswith("mean_shape"):
+                continue
+            if name in stored and list(stored[name]) == list(variable.shape):
+                wanted[key] = variable
+            elif part in ("encoder", "latent_head"):
+                missing.append(key)
+        if missing:
+            raise ValueError(f"--init_from={path}: its encoder differs from this run's "
+                             f"(backbone, image size or latent sizes), e.g. {missing[:2]}")
+        checkpoint = tf.train.Checkpoint(**{f"model{WEIGHTS_SUFFIX}": tf.train.Checkpoint(
+            **wanted)})
+        checkpoint.restore(prefix).expect_partial().assert_existing_objects_matched()
+        parts = sorted({key.split(".")[1] for key in wanted if key.count(".")})
+        return f"{len(wanted)} variables ({', '.join(parts)}) of {prefix}"
 
     def save_outputs(self, built: runner.BuiltTrainer, context: runner.RunContext
                      ) -> dict[str, str]:
@@ -489,10 +498,10 @@ def run_training(config: JointReconstructionConfig,
         else:
             task = JointPhaseTask(phase_config, phase, targets, labels, mean_shape_mm)
             phases[phase] = runner.run(phase_config, task, strategy=strategy).summary
-        previous = os.path.join(directory, MODEL_FILE)
+        previous = directory
     if not phases:
         raise ValueError("every phase has 0 steps: nothing to train")
-    summary = {"variant": config.variant, "model": previous,
+    summary = {"variant": config.variant, "model": os.path.join(previous, MODEL_FILE),
                "phases": {str(k): v for k, v in phases.items()},
                "config": config_lib.to_dict(config)}
     from tf_rgbd import io_utils  # noqa: PLC0415
