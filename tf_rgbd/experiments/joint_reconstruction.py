@@ -75,9 +75,10 @@ def experiment_config(data_dir: str, model_dir: str, variant: str, seed: int, si
 
 
 def train_and_evaluate(config: JointReconstructionConfig, split: str = "test",
-                       protocol: Optional[str] = PROTOCOL, timing_repeats: int = 20) -> dict:
-    """Trains (resuming; finished phases reused) and evaluates one run; the metrics are also
-    written to ``<model_dir>/joint_metrics.json``."""
+                       protocol: Optional[str] = PROTOCOL, timing_repeats: int = 20,
+                       extra: Optional[Mapping[str, Any]] = None) -> dict:
+    """Trains (resuming; finished phases reused) and evaluates one run; the metrics (plus
+    ``extra``) are also written to ``<model_dir>/joint_metrics.json``."""
     started = time.time()
     summary = joint_training.run_training(config)
     train_seconds = time.time() - started
@@ -86,7 +87,7 @@ def train_and_evaluate(config: JointReconstructionConfig, split: str = "test",
                                               timing_repeats=timing_repeats)
     metrics.update(variant=config.variant, train_seconds=round(train_seconds, 1),
                    phase_seconds={phase: value.get("seconds") for phase, value
-                                  in summary["phases"].items()})
+                                  in summary["phases"].items()}, **dict(extra or {}))
     io_utils.atomic_write_json(os.path.join(config.run.model_dir, METRICS_FILE), metrics)
     return metrics
 
@@ -151,12 +152,17 @@ def run_seed(data_dir: str, workdir: str, seed: int, quick: bool = False) -> dic
         config = experiment_config(data_dir, model_dir, variant, seed, sizes,
                                    init_from=None if variant == PHASE1_OWNER else phase1)
         metrics_path = os.path.join(model_dir, METRICS_FILE)
+        metrics = None
         if os.path.exists(metrics_path):
             with open(metrics_path, encoding="utf-8") as handle:
                 metrics = json.load(handle)
-        else:
+            if metrics.get("sizes") != dataclasses.asdict(sizes):
+                raise ValueError(f"{model_dir} holds a run of other sizes "
+                                 f"({metrics.get('sizes')}); use another workdir")
+        if metrics is None:
             metrics = train_and_evaluate(config, protocol=PROTOCOL,
-                                         timing_repeats=sizes.timing_repeats)
+                                         timing_repeats=sizes.timing_repeats,
+                                         extra={"sizes": dataclasses.asdict(sizes)})
         by_variant[variant] = _row(metrics)
     rows = [{"description": DESCRIPTIONS[name], **by_variant[name]} for name in JOINT_VARIANTS]
     return {"method": "joint_reconstruction", "seed": int(seed), "quick": bool(quick),
