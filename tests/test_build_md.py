@@ -37,6 +37,7 @@ PIPELINE_ORDER = {
     "training.evaluate_depth_verifier": 2,
     "training.evaluate_recognizer": 4, "export.export": 5, "export.verify": 6,
     "export.identify": 7, "bench.ablation_table": 4, "bench.inference_latency": 6,
+    "training.train_joint_reconstruction": 1,
 }
 # Size flags appended to each program's command.
 TINY = {
@@ -78,6 +79,9 @@ TINY = {
     "bench.depth_table": ["--num_identities=8", "--images_per_identity=3", "--image_size=32",
                           "--steps=2", "--base_filters=4", "--batch_size=4"],
     "export.identify": ["--far_target=0.25", "--batch_size=8"],
+    "training.train_joint_reconstruction": [
+        "--phase1_steps=1", "--phase2_steps=1", "--phase3_steps=1", "--batch_size=4",
+        "--num_shape_vertices=16", "--run_eagerly", "--verbose=0"],
     "bench.inference_latency": ["--batch_sizes=1,2", "--repeats=3", "--warmup_runs=1"],
     "bench.claims": ["--quick", "--claims=dstar_vs_dgt_gap"],
     "bench.ablation_table": ["--num_identities=6", "--images_per_identity=4",
