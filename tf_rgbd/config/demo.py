@@ -41,6 +41,8 @@ class DemoConfig:
         gate; a gated-out artefact is reported as failed with its figures).
       calibration_samples: training examples calibrating the int8 artefacts.
       parity_samples: test examples compared per artefact.
+      latency_formats: exported formats timed in the latency table (empty = every exported
+        one); the Keras graph, the reference of every ratio, is always timed.
       latency_batch_sizes: batch sizes of the latency table.
       latency_repeats: timed runs per artefact and batch size (after one warm-up).
       gallery_probes_shown: probes shown with their top-3 gallery faces in the report.
@@ -69,6 +71,7 @@ class DemoConfig:
     export_formats: tuple[str, ...] = DEMO_EXPORT_FORMATS
     calibration_samples: int = 64
     parity_samples: int = 128
+    latency_formats: tuple[str, ...] = ()
     latency_batch_sizes: tuple[int, ...] = (1, 8)
     latency_repeats: int = 20
     gallery_probes_shown: int = 4
@@ -83,6 +86,10 @@ class DemoConfig:
         unknown = sorted(set(self.export_formats) - set(EXPORT_FORMATS))
         if unknown:
             raise ValueError(f"export_formats: unknown {unknown}; choose from "
+                             f"{list(EXPORT_FORMATS)}")
+        unknown = sorted(set(self.latency_formats) - set(EXPORT_FORMATS) - {"keras"})
+        if unknown:
+            raise ValueError(f"latency_formats: unknown {unknown}; choose from "
                              f"{list(EXPORT_FORMATS)}")
         if not self.latency_batch_sizes or min(self.latency_batch_sizes) < 1:
             raise ValueError(f"latency_batch_sizes must be >= 1, got {self.latency_batch_sizes}")

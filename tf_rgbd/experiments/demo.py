@@ -49,7 +49,7 @@ EVALUATIONS = (("full", "generated"), ("full", "gt"), ("rgb_baseline", "generate
 # Evaluations drawn (CMC, t-SNE, attention) and ROC curves per evaluation (each one more
 # embedding pass; the others are tables only, to keep the demo within its budget).
 PLOTTED = ("full/generated",)
-ROC_CURVES = {"full/generated": ("fused", "rgb", "depth"), "rgb_baseline/generated": ("rgb",)}
+ROC_CURVES = {"full/generated": ("fused", "rgb", "depth")}
 GALLERY_TOP_K = 3
 
 
@@ -142,8 +142,6 @@ def stage_dataset(context: DemoContext) -> dict:
     splits = {split: entry["example_count"] for split, entry in manifest["splits"].items()}
     return {
         "data_dir": context.data_dir, "splits": splits,
-        "identities": {split: len(entry.get("subjects") or []) or None
-                       for split, entry in manifest["splits"].items()},
         "test_identities": len(protocol.gallery),
         "protocol": {"name": protocol.name, "split": protocol.split,
                      "gallery": len(protocol.gallery),
@@ -467,6 +465,7 @@ def stage_latency(context: DemoContext) -> dict:
     (``tf_rgbd.deploy.latency``, as bench/inference_latency.py measures it)."""
     from tf_rgbd.benchmarks import machine_facts
     from tf_rgbd.config.bench import InferenceLatencyConfig
+    from tf_rgbd.deploy import export as export_lib
     from tf_rgbd.deploy import latency
 
     config = context.config
@@ -476,8 +475,13 @@ def stage_latency(context: DemoContext) -> dict:
         warmup_runs=1, max_seconds_per_case=10.0)
     load_before = os.getloadavg()
     # keras_eager (InferenceSession's eager call, ~1 s per call here) is left to the bench.
+    exported = {entry["format"] for entry in export_lib.load_manifest(
+        context.export_dir)["artefacts"].values()}
+    excluded = {"keras_eager"} | ({fmt for fmt in exported if fmt != "keras"
+                                   and fmt not in config.latency_formats}
+                                  if config.latency_formats else set())
     rows = latency.measure_export(context.export_dir, settings, log=context.log,
-                                  exclude=("keras_eager",))
+                                  exclude=tuple(sorted(excluded)))
     table = latency.format_latency_table(rows)
     context.log(table)
     path = context.path("export", "latency.json")
@@ -555,7 +559,10 @@ def stage_gallery(context: DemoContext) -> dict:
         search_seconds = time.time() - started
         enrolled = len(gallery)
     answers = dict(zip(probe_ids, matches))
-    correct = {i: bool(answers[i]) and answers[i][0].subject == subjects[i] for i in probe_ids}
+    # A tie for the first place counts against the probe, as tf_rgbd.metrics.identification
+    # counts it (an untrained model's equal scores would otherwise win by enrolment order).
+    correct = {i: bool(answers[i]) and answers[i][0].subject == subjects[i] and (
+        len(answers[i]) < 2 or answers[i][1].score < answers[i][0].score) for i in probe_ids}
     rank1 = 100.0 * float(np.mean([correct[i] for i in probe_ids]))
     per_subset = {subset: 100.0 * float(np.mean([correct[i] for i in ids]))
                   for subset, ids in protocol.probes.items() if ids and all(
@@ -736,10 +743,10 @@ def check_config(context: DemoContext) -> None:
         with open(path, encoding="utf-8") as handle:
             existing = json.load(handle)
         existing.pop("config_class", None)
-        wanted_cmp = {k: v for k, v in json.loads(json.dumps(wanted)).items()
-                      if k != "config_class"}
-        differing = sorted(key for key in set(existing) | set(wanted_cmp)
-                           if existing.get(key) != wanted_cmp.get(key))
+        # A field added since that demo was made counts as its default.
+        defaults = config_lib.to_dict(DemoConfig())
+        differing = sorted(key for key in set(existing) | set(wanted)
+                           if existing.get(key, defaults.get(key)) != wanted.get(key))
         if differing:
             raise DemoConfigMismatch(
                 f"{context.output_dir} holds a demo made with other settings ({', '.join(differing)} "

@@ -69,8 +69,7 @@ def plot_dataset_preview(examples: Sequence[Mapping], path: str) -> str:
         axes[0, column].set_title(
             f"{example['subject']}\n{example['expression']}, yaw {example['yaw_deg']:+.0f}°\n"
             f"occl. {example['occlusion']}, s{example['session']}", fontsize=7)
-        cmap = plt.get_cmap("turbo").copy()
-        cmap.set_bad("white")
+        cmap = plt.get_cmap("turbo").with_extremes(bad="white")
         axes[1, column].imshow(depth_display(example["depth"]), cmap=cmap, vmin=0, vmax=1)
         axes[2, column].imshow(mask_display(example["mask"]))
     for row, name in enumerate(("RGB", "depth", "mask")):
@@ -97,8 +96,7 @@ def plot_depth_predictions(rows: Sequence[Mapping], methods: Sequence[str], path
     figure, axes = plt.subplots(len(rows), len(columns), figsize=(1.55 * len(columns),
                                                                   1.7 * len(rows)),
                                 squeeze=False)
-    cmap = plt.get_cmap("turbo").copy()
-    cmap.set_bad("white")
+    cmap = plt.get_cmap("turbo").with_extremes(bad="white")
     for index, row in enumerate(rows):
         truth = np.asarray(row["depth"], np.float32).reshape(np.shape(row["depth"])[:2])
         face = truth > 0

@@ -514,7 +514,8 @@ caption{caption-side:bottom;text-align:left;font-size:12px;color:#5b6373;padding
 .card .note{font-size:12px;color:#5b6373}.card.ok{border-left:5px solid #2e9d4d}
 .card.bad{border-left:5px solid #c62828}
 .figs{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
-figure{margin:14px 0;flex:0 1 auto;max-width:100%}figure img{max-width:100%;border:1px solid #e3e6ec;border-radius:4px}
+figure{margin:14px 0;max-width:100%}.figs figure{flex:1 1 440px;max-width:calc(50% - 7px)}
+.figs figure:only-child{flex:0 1 auto;max-width:100%}figure img{max-width:100%;border:1px solid #e3e6ec;border-radius:4px}
 figcaption{font-size:12.5px;color:#39404d;margin-top:4px}figcaption .source{display:block;
 color:#6b7384;font-size:11.5px;margin-top:2px}
 """
