@@ -276,7 +276,8 @@ def _decay_epochs(epochs: int) -> tuple[int, ...]:
 
 
 def recognizer_experiment(context: DemoContext, variant: str):
-    """The run config of ``variant`` (``full``: RGB + D* + M*, all four losses; ``rgb_baseline``)."""
+    """The run config of ``variant`` (``full``: RGB + D* + M*, all four losses;
+    ``rgb_baseline``: the RGB branch, classification loss)."""
     from tf_rgbd.config import recognizer as recognizer_config
     from tf_rgbd.config.run import RunConfig
 
@@ -749,8 +750,9 @@ def check_config(context: DemoContext) -> None:
                            if existing.get(key, defaults.get(key)) != wanted.get(key))
         if differing:
             raise DemoConfigMismatch(
-                f"{context.output_dir} holds a demo made with other settings ({', '.join(differing)} "
-                f"differ; see {path}); give another --output_dir or delete that one")
+                f"{context.output_dir} holds a demo made with other settings "
+                f"({', '.join(differing)} differ; see {path}); give another --output_dir or "
+                "delete that one")
         return
     os.makedirs(context.output_dir, exist_ok=True)
     io_utils.atomic_write_json(path, wanted)

@@ -199,9 +199,10 @@ def _summary(metrics: Mapping) -> Section:
     blocks.append(Cards(cards))
     claims = metrics.get("claims")
     if claims:
+        kind = "quick smoke run, decides nothing" if claims["quick"] else "seeded run"
         blocks.append(Paragraph(
-            f"**Claims of the paper** ({'quick smoke run, decides nothing' if claims['quick'] else 'seeded run'}"
-            f": `{claims.get('command') or claims['path']}`, {claims.get('measured_at', '')}):"))
+            f"**Claims of the paper** ({kind}: `{claims.get('command') or claims['path']}`, "
+            f"{claims.get('measured_at', '')}):"))
         blocks.append(Table(
             ["claim", "statement", "A vs B", "difference (A better)", "95% CI", "verdict"],
             [[row["claim"], row["statement"], f"{row['a']} vs {row['b']}",
@@ -325,8 +326,9 @@ def _recognition_section(metrics: Mapping) -> Optional[Section]:
     blocks: list[Any] = [
         Paragraph(f"Protocol `{first['protocol']}` on the test identities: gallery "
                   f"{first['num_gallery']} faces (one per identity), probes {probes}; one probe "
-                  f"moves a subset's rank-1 by at most {100.0 / min(first['num_probes'].values()):.2f} "
-                  "points. Flip-test embeddings. D* = DepthNet's depth, Dgt = ground truth."),
+                  "moves a subset's rank-1 by at most "
+                  f"{100.0 / min(first['num_probes'].values()):.2f} points. Flip-test "
+                  "embeddings. D* = DepthNet's depth, Dgt = ground truth."),
         Table(["run", "score", "depth", *[f"rank-1 {subset}" for subset in subsets],
                "average", "all probes"], rows,
               caption="Identification (rank-1 per probe subset; the average is over subsets)."),
@@ -496,8 +498,8 @@ STYLE = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;color:#1d2330;
 background:#f5f6f8;line-height:1.45}
 main{max-width:1180px;margin:0 auto;padding:24px 28px 60px}
-h1{font-size:26px;margin:4px 0 2px}h2{font-size:20px;margin:0 0 10px;border-bottom:2px solid #e3e6ec;
-padding-bottom:6px}
+h1{font-size:26px;margin:4px 0 2px}
+h2{font-size:20px;margin:0 0 10px;border-bottom:2px solid #e3e6ec;padding-bottom:6px}
 nav{font-size:13px;margin:6px 0 18px}nav a{margin-right:12px;color:#2458b3;text-decoration:none}
 section{background:#fff;border:1px solid #e3e6ec;border-radius:8px;padding:18px 22px;margin:16px 0}
 p{margin:8px 0}code{background:#eef1f6;padding:1px 4px;border-radius:3px;font-size:12.5px;
@@ -508,14 +510,17 @@ th{background:#f0f2f6;font-weight:600}td.t,th:first-child{text-align:left}
 td.n{white-space:nowrap}
 tr.fail td{background:#fde8e8;color:#8a1c1c}
 caption{caption-side:bottom;text-align:left;font-size:12px;color:#5b6373;padding-top:4px}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(250px,1fr));gap:10px;margin:12px 0}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(250px,1fr));gap:10px;
+margin:12px 0}
 .card{border:1px solid #dde1e8;border-radius:8px;padding:10px 12px;background:#fafbfc}
 .card .label{font-size:12px;color:#5b6373}.card .value{font-size:24px;font-weight:600;margin:2px 0}
 .card .note{font-size:12px;color:#5b6373}.card.ok{border-left:5px solid #2e9d4d}
 .card.bad{border-left:5px solid #c62828}
 .figs{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
-figure{margin:14px 0;max-width:100%}.figs figure{flex:1 1 440px;max-width:calc(50% - 7px)}
-.figs figure:only-child{flex:0 1 auto;max-width:100%}figure img{max-width:100%;border:1px solid #e3e6ec;border-radius:4px}
+figure{margin:14px 0;max-width:100%}
+.figs figure{flex:1 1 440px;max-width:calc(50% - 7px)}
+.figs figure:only-child{flex:0 1 auto;max-width:100%}
+figure img{max-width:100%;border:1px solid #e3e6ec;border-radius:4px}
 figcaption{font-size:12.5px;color:#39404d;margin-top:4px}figcaption .source{display:block;
 color:#6b7384;font-size:11.5px;margin-top:2px}
 """
@@ -618,4 +623,6 @@ def write_report(metrics: Mapping, output_dir: str,
     markdown_path = os.path.join(output_dir, MARKDOWN_FILE)
     io_utils.atomic_write_text(html_path, render_html(sections, output_dir, title))
     io_utils.atomic_write_text(markdown_path, render_markdown(sections, title))
+    for path in (html_path, markdown_path):
+        os.chmod(path, 0o644)  # a report to open and share (atomic writes create 0600 files)
     return html_path, markdown_path
