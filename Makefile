@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Re-install when setup.py changes.
 STAMP := $(VENV)/.installed-$(shell cksum setup.py | cut -d' ' -f1)
-DEMO_DIR ?= runs/demo
+# `make demo QUICK=1`: the same stages at small sizes (--quick), in runs/demo_quick.
+DEMO_DIR ?= $(if $(QUICK),runs/demo_quick,runs/demo)
 PYTEST_WORKERS ?= 2
 
 .PHONY: demo test bench venv clean
@@ -35,7 +36,7 @@ bench: $(STAMP)
 		$$($(PY) -c "import torch" 2>/dev/null || echo --reference=false)
 
 demo: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m training.demo --output_dir=$(DEMO_DIR)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m training.demo --output_dir=$(DEMO_DIR) $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -14,15 +14,13 @@ random tensors of the graph's input shapes (latency does not depend on content).
 ``--run_dir`` the graphs are exported first (``tf_rgbd.deploy.export.export_run``, parity
 gates included). Prints a table and writes ``bench/results/inference_latency.json``; the
 machine's load average is recorded with it: timings on a shared machine are only comparable
-within one run. Flags: ``tf_rgbd.config.bench.InferenceLatencyConfig``.
+within one run. Flags: ``tf_rgbd.config.bench.InferenceLatencyConfig``; the measuring is
+``tf_rgbd.deploy.latency``.
 """
 from __future__ import annotations
 
 import os
-import time
 from typing import Optional
-
-import numpy as np
 
 from tf_rgbd import benchmarks, cli
 from tf_rgbd.config import flags as config_flags
@@ -30,74 +28,6 @@ from tf_rgbd.config.bench import InferenceLatencyConfig
 
 CONFIG_FLAGS = config_flags.define_config_flags(InferenceLatencyConfig(),
                                                 required=("export_dir",))
-# int8 artefact -> its fp32 counterpart (the issue's 0.4x latency and 4x size goals).
-INT8_COUNTERPARTS = {"onnx_int8": "onnx", "tflite_int8": "tflite_fp32",
-                     "tflite_int8_dynamic": "tflite_fp32"}
-
-
-def _inputs(session, batch: int, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    inputs = {}
-    for name, spec in session.input_specs.items():
-        shape = (batch,) + tuple(dim or 1 for dim in spec.shape[1:])
-        low = -1.0 if name == "rgb" else 0.0
-        inputs[name] = rng.uniform(low, 1.0, shape).astype(spec.dtype)
-    return inputs
-
-
-def _time(session, batch: int, config: InferenceLatencyConfig) -> dict:
-    inputs = _inputs(session, batch)
-    for _ in range(config.warmup_runs):
-        session.run(inputs)
-    times = []
-    started = time.perf_counter()
-    while len(times) < config.repeats:
-        begin = time.perf_counter()
-        session.run(inputs)
-        times.append(time.perf_counter() - begin)
-        if len(times) >= 3 and time.perf_counter() - started > config.max_seconds_per_case:
-            break
-    milliseconds = np.array(times) * 1000.0
-    p50 = float(np.percentile(milliseconds, 50))
-    return {"batch": batch, "runs": len(times), "p50_ms": round(p50, 3),
-            "p90_ms": round(float(np.percentile(milliseconds, 90)), 3),
-            "images_per_s": round(batch * 1000.0 / p50, 1)}
-
-
-class KerasGraphMode:
-    """The ``.keras`` graph called through ``tf.function`` (graph mode, what ``model.predict``
-    runs): the Keras reference every ratio is taken to. ``InferenceSession`` calls Keras
-    models eagerly, which on these graphs is dominated by per-op Python overhead; it is
-    measured too, as ``keras_eager``."""
-
-    backend = "keras"
-
-    def __init__(self, path: str, session):
-        import tensorflow as tf  # noqa: PLC0415
-
-        from tf_rgbd.deploy import graphs  # noqa: F401,PLC0415 (registers the graph layers)
-        from tf_rgbd.models import loading  # noqa: PLC0415
-        model = loading.load_keras_model(path)
-        self.input_specs = session.input_specs
-        self._forward = tf.function(lambda inputs: model(inputs, training=False),
-                                    reduce_retracing=True)
-
-    def run(self, inputs: dict) -> dict:
-        return {name: value.numpy() for name, value in self._forward(inputs).items()}
-
-
-def _session(export_dir: str, entry: dict, config: InferenceLatencyConfig):
-    from tf_rgbd.deploy.session import InferenceSession  # noqa: PLC0415
-    kwargs = {}
-    if entry.get("tflite_op_resolver"):
-        kwargs["tflite_op_resolver"] = entry["tflite_op_resolver"]
-    if entry["format"] == "tflite_int8" and config.tflite_int8_resolver != "auto":
-        kwargs["tflite_op_resolver"] = config.tflite_int8_resolver.upper()
-    if entry.get("runtime") == "onnxruntime":
-        kwargs["providers"] = ["CPUExecutionProvider"]
-    session = InferenceSession(os.path.join(export_dir, entry["path"]),
-                               num_threads=config.num_threads or None, **kwargs)
-    return session, kwargs.get("tflite_op_resolver", "")
 
 
 def _export_first(config: InferenceLatencyConfig) -> None:
@@ -113,83 +43,15 @@ def _export_first(config: InferenceLatencyConfig) -> None:
                   "they are not measured")
 
 
-def _format_table(rows: list[dict]) -> str:
-    header = (f"{'graph':<16} {'format':<20} {'prec':<6} {'batch':>5} {'p50 ms':>9} "
-              f"{'p90 ms':>9} {'img/s':>8} {'x keras':>8} {'x fp32':>7} {'size':>10} "
-              f"{'fp32/size':>9} {'parity':>7}")
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        def ratio(key):
-            value = row.get(key)
-            return "" if value is None else f"{value:.2f}"
-        lines.append(
-            f"{row['graph']:<16} {row['format']:<20} {row['precision']:<6} {row['batch']:>5} "
-            f"{row['p50_ms']:>9.2f} {row['p90_ms']:>9.2f} {row['images_per_s']:>8.1f} "
-            f"{ratio('ratio_to_keras'):>8} {ratio('ratio_to_fp32'):>7} "
-            f"{row['size_bytes'] / 1e6:>8.2f}MB {ratio('size_ratio_fp32_to_this'):>9} "
-            f"{row['parity']:>7}")
-    return "\n".join(lines)
-
-
 def main(argv) -> Optional[int]:
     del argv
     config = CONFIG_FLAGS.config()
     if config.run_dir:
         _export_first(config)
-    from tf_rgbd.deploy import export as export_lib  # noqa: PLC0415 (imports TensorFlow)
+    from tf_rgbd.deploy import latency  # noqa: PLC0415 (imports TensorFlow)
 
-    if not os.path.isfile(os.path.join(config.export_dir, export_lib.MANIFEST_FILE)):
-        raise cli.UserError(f"{config.export_dir} has no {export_lib.MANIFEST_FILE}: give an "
-                            "export directory (python -m export.export) or --run_dir to export")
-    manifest = export_lib.load_manifest(config.export_dir)
-    artefacts = manifest.get("artefacts") or {}
-    rows: list[dict] = []
-    for graph in config.graphs:
-        entries = {entry["format"]: entry for entry in artefacts.values()
-                   if entry.get("graph") == graph}
-        if not entries:
-            raise cli.UserError(f"{config.export_dir}: no {graph} artefacts (the export has "
-                                f"{sorted(artefacts)})")
-        # The Keras reference first (graph mode; eager as keras_eager): every ratio is to it,
-        # measured in this same run.
-        cases = [("keras", "keras")] if "keras" in entries else []
-        cases += [("keras_eager" if fmt == "keras" else fmt, fmt)
-                  for fmt in sorted(entries, key=lambda fmt: (fmt != "keras", fmt))]
-        measured: dict[tuple[str, int], dict] = {}
-        for label, fmt in cases:
-            entry = entries[fmt]
-            session, resolver = _session(config.export_dir, entry, config)
-            if label == "keras":
-                session = KerasGraphMode(os.path.join(config.export_dir, entry["path"]),
-                                         session)
-            parity = entry.get("parity") or {}
-            for batch in config.batch_sizes:
-                timing = _time(session, batch, config)
-                row = {"graph": graph, "format": label, "backend": session.backend,
-                       "tflite_op_resolver": resolver,
-                       "precision": entry.get("precision", "fp32"),
-                       "size_bytes": int(entry.get("size_bytes") or
-                                         export_lib.path_size(os.path.join(
-                                             config.export_dir, entry["path"]))),
-                       "parity": ("ref" if label == "keras" else "pass" if parity.get("passed")
-                                  else "FAIL" if parity else "none"),
-                       **timing}
-                keras = measured.get(("keras", batch))
-                row["ratio_to_keras"] = (None if keras is None else
-                                         round(row["p50_ms"] / keras["p50_ms"], 3))
-                fp32 = measured.get((INT8_COUNTERPARTS.get(fmt, ""), batch))
-                row["ratio_to_fp32"] = (None if fp32 is None else
-                                        round(row["p50_ms"] / fp32["p50_ms"], 3))
-                if fp32 is not None:
-                    row["size_ratio_fp32_to_this"] = round(fp32["size_bytes"] /
-                                                           row["size_bytes"], 2)
-                measured[(label, batch)] = row
-                rows.append(row)
-                print(f"  {graph}/{label} batch {batch}: p50 {row['p50_ms']:.2f} ms", flush=True)
-            del session
-            if resolver:
-                print(f"  ({graph}/{label} ran with LiteRT {resolver})")
-    table = _format_table(rows)
+    rows = latency.measure_export(config.export_dir, config)  # ValueError: a user error
+    table = latency.format_latency_table(rows)
     print(table)
     path = benchmarks.write_results(__file__, "inference_latency", {
         "export_dir": os.path.abspath(config.export_dir), "graphs": list(config.graphs),
