@@ -46,8 +46,10 @@ class DemoConfig:
       latency_batch_sizes: batch sizes of the latency table.
       latency_repeats: timed runs per artefact and batch size (after one warm-up).
       gallery_probes_shown: probes shown with their top-3 gallery faces in the report.
-      related_results: JSON of the related methods' headline rows ('' = ``<output_dir>/related/
-        results.json``); the report shows them when the file exists.
+      related_results: the related methods' tables (``python -m bench.related_methods`` writes
+        them; '' = ``<output_dir>/related/results.json``); the report shows them when the file
+        exists (the demo does not train the related methods itself: 3 methods x 3 seeds take
+        ~30 min more).
       claims_results: ``bench/claims.py``'s results JSON; its verdicts open the report when it
         exists.
     """
@@ -75,7 +77,7 @@ class DemoConfig:
     latency_batch_sizes: tuple[int, ...] = (1, 8)
     latency_repeats: int = 20
     gallery_probes_shown: int = 4
-    related_results: str = ""
+    related_results: str = "bench/results/related_methods.json"
     claims_results: str = "bench/results/claims.json"
 
     def __post_init__(self):

@@ -400,18 +400,31 @@ def related_results_path(context: DemoContext) -> str:
 
 
 def stage_related_methods(context: DemoContext) -> dict:
-    """HOOK: the related methods' headline rows. This stage trains nothing; it reads the rows
-    that the related-methods work writes (``related_results``: ``{"rows": [{"method": ...,
+    """The related methods' tables. This stage trains nothing; it reads the tables that
+    ``python -m bench.related_methods`` writes (``{"methods": {method: {"tables": ...}}}``),
+    or headline rows (``related_results``: ``{"rows": [{"method": ...,
     <metric>: value, ...}], "source": "..."}``) when that file exists, and says so when it
     does not. No row is ever made up here."""
     path = related_results_path(context)
     if not os.path.isfile(path):
         return {"status": "not wired", "path": path, "rows": [],
-                "note": f"no related-methods results at {path}: the related methods' stage is "
-                        "a hook that the related-methods work fills; nothing is shown until "
-                        "it writes that file", "outputs": [], "watch": [path]}
+                "note": f"no related-methods results at {path}: run `python -m "
+                        "bench.related_methods` (3 seeds of the joint reconstruction, DMFR and "
+                        "depth-identity methods, ~30 min) and re-run the demo, which then "
+                        "redoes only this stage and the report", "outputs": [],
+                "watch": [path]}
     with open(path, encoding="utf-8") as handle:
         payload = json.load(handle)
+    if isinstance(payload, Mapping) and isinstance(payload.get("methods"), Mapping):
+        # bench/related_methods.py's results: every method's paper-style tables.
+        tables = [{"title": f"{method}: {title}", "rows": list(rows)}
+                  for method, result in payload["methods"].items()
+                  for title, rows in result.get("tables", {}).items()]
+        return {"status": "read", "path": path, "rows": [], "tables": tables,
+                "source": f"({payload.get('command', 'python -m bench.related_methods')}, "
+                          f"measured {payload.get('measured_at', '?')}, seeds "
+                          f"{payload.get('config', {}).get('seeds', '?')})",
+                "outputs": [], "watch": [path]}
     rows = payload.get("rows") if isinstance(payload, Mapping) else payload
     if not isinstance(rows, list) or not all(isinstance(row, Mapping) for row in rows):
         raise ValueError(f"{path}: expected {{\"rows\": [{{\"method\": ..., metric: value}}]}}; "

@@ -361,13 +361,18 @@ def _related_section(metrics: Mapping) -> Optional[Section]:
         return None
     if result.get("status") != "read":
         return Section("related", "6. Related methods", [Paragraph(result["note"])])
-    rows = result["rows"]
-    headers = list(dict.fromkeys(key for row in rows for key in row))
-    return Section("related", "6. Related methods", [
-        Paragraph(f"Headline rows read from `{result['path']}` "
-                  f"{result.get('source') or ''}."),
-        Table(headers, [[_number(row.get(key)) if isinstance(row.get(key), float)
-                         else row.get(key, "–") for key in headers] for row in rows])])
+    blocks = [Paragraph(f"Headline rows read from `{result['path']}` "
+                        f"{result.get('source') or ''}.")]
+    tables = result.get("tables") or [{"title": "", "rows": result["rows"]}]
+    for table in tables:
+        rows = table["rows"]
+        headers = list(dict.fromkeys(key for row in rows for key in row))
+        if table["title"]:
+            blocks.append(Paragraph(f"**{table['title']}**"))
+        blocks.append(Table(headers, [[_number(row.get(key)) if isinstance(row.get(key), float)
+                                       else row.get(key, "–") for key in headers]
+                                      for row in rows]))
+    return Section("related", "6. Related methods", blocks)
 
 
 def _export_section(metrics: Mapping) -> Optional[Section]:
