@@ -32,7 +32,8 @@ FIXTURES = ROOT / "tests" / "data" / "fixtures"
 # Programs that read what earlier commands wrote, in the order they must run.
 PIPELINE_ORDER = {
     "datasets.build": 0, "datasets.verify": 1, "training.train_depthnet": 1, "training.evaluate_depth": 2,
-    "training.augment_dataset": 2, "training.train_recognizer": 3, "training.launch_local": 3,
+    "training.augment_dataset": 2, "training.build_dmfr_domains": 2,
+    "training.train_recognizer": 3, "training.train_dmfr": 3, "training.launch_local": 3,
     "training.evaluate_recognizer": 4, "export.export": 5, "export.verify": 6,
     "export.identify": 7, "bench.ablation_table": 4, "bench.inference_latency": 6,
 }
@@ -46,6 +47,10 @@ TINY = {
         "--discriminator_downsamples=1", "--checkpoint_every_steps=2", "--verbose=0"],
     "training.evaluate_depth": ["--batch_size=4"],
     "training.augment_dataset": ["--batch_size=4"],
+    "training.build_dmfr_domains": ["--batch_size=4"],
+    "training.train_dmfr": ["--embedding_dim=16", "--disentangle_dim=16", "--batch_size=8",
+                            "--steps=2", "--steps_per_epoch=2", "--pretrain_steps=2",
+                            "--verbose=0"],
     "training.train_recognizer": [
         "--backbone=tiny", "--image_size=32", "--embedding_dim=16", "--batch_size=8",
         "--epochs=1", "--steps_per_epoch=2", "--lr_decay_epochs=", "--verbose=0"],
