@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from tf_rgbd.augmentation.generated_rgbd import ShardAugmenter
+from tf_rgbd.augmentation.generated_rgbd import generated_examples
 from tf_rgbd.config.dmfr import POSE_DOMAIN, QUALITY_DOMAIN, DMFRDomainsConfig
 from tf_rgbd.data import pipeline, pose_augment, schema, writer
 from tf_rgbd.data.geometry import CameraIntrinsics
@@ -174,18 +174,33 @@ def pose_examples(generated: schema.FaceExample, source_id: str,
 
 
 class PoseDomainProducer:
-    """The writer's ``produce`` of the pose domain: input shard path -> its renders."""
+    """The writer's ``produce`` of the pose domain: input shard path -> its renders.
+
+    Records are decoded with ``schema.decode_example_numpy`` and resized like the input
+    pipeline (``pipeline.resize_rgb``); the generator gives D* and M* in batches
+    (``generated_rgbd.generated_examples``), then every example is re-rendered per yaw offset.
+    """
 
     def __init__(self, generator, config: DMFRDomainsConfig):
-        image_size = int(generator.get_config().get("image_size") or generator.input_shape[1])
-        self.augmenter = ShardAugmenter(generator, image_size, config.batch_size,
-                                        keep_gt_depth=False,
-                                        depth_range_mm=config.depth_range_mm)
+        self.generator = generator
+        self.image_size = int(generator.get_config().get("image_size")
+                              or generator.input_shape[1])
         self.config = config
+        self._forward = tf.function(lambda rgb: generator(rgb, training=False),
+                                    reduce_retracing=True)
 
     def __call__(self, shard_path: str) -> Iterator[schema.FaceExample]:
-        for generated in self.augmenter(shard_path):
-            yield from pose_examples(generated, generated.example_id, self.config)
+        sources = [schema.decode_example_numpy(record)
+                   for record in tf.data.TFRecordDataset(shard_path).as_numpy_iterator()]
+        for start in range(0, len(sources), self.config.batch_size):
+            chunk = sources[start:start + self.config.batch_size]
+            rgb = tf.stack([pipeline.resize_rgb(
+                tf.image.convert_image_dtype(source.rgb, tf.float32), self.image_size)
+                for source in chunk])
+            for source, generated in zip(chunk, generated_examples(
+                    self.generator, chunk, {"rgb": rgb.numpy()}, keep_gt_depth=False,
+                    forward=self._forward)):
+                yield from pose_examples(generated, source.example_id, self.config)
 
 
 class QualityDomainProducer:

@@ -61,9 +61,29 @@ class SplitImages:
         return {example_id: row for row, example_id in enumerate(self.example_ids)}
 
 
+# Decoded splits of this process, keyed by (directory, split, size, manifest mtime): the five
+# rows of an experiment read the same real split and domains once.
+_DECODED: dict[tuple, SplitImages] = {}
+_DECODED_MAX = 16
+
+
 def load_split_images(data_dir: str, split: str, image_size: int,
                       example_ids: Optional[Sequence[str]] = None) -> SplitImages:
-    """Every image of ``split`` (or of ``example_ids``) decoded and resized to S."""
+    """Every image of ``split`` (or of ``example_ids``) decoded by ``pipeline.make_dataset``
+    and resized to S (kept for this process while the dataset's manifest is unchanged)."""
+    manifest_path = os.path.join(data_dir, "manifest.json")
+    key = (os.path.abspath(data_dir), split, int(image_size),
+           None if example_ids is None else tuple(example_ids),
+           os.path.getmtime(manifest_path) if os.path.exists(manifest_path) else None)
+    if key not in _DECODED:
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.pop(next(iter(_DECODED)))
+        _DECODED[key] = _decode_split_images(data_dir, split, image_size, example_ids)
+    return _DECODED[key]
+
+
+def _decode_split_images(data_dir: str, split: str, image_size: int,
+                         example_ids: Optional[Sequence[str]]) -> SplitImages:
     dataset = pipeline.make_dataset(data_dir, split=split, batch_size=256, image_size=image_size,
                                     modalities=("rgb",), deterministic=True, with_metadata=True,
                                     example_ids=example_ids)
