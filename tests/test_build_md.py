@@ -50,7 +50,7 @@ TINY = {
     "training.build_dmfr_domains": ["--batch_size=4"],
     "training.train_dmfr": ["--embedding_dim=16", "--disentangle_dim=16", "--batch_size=8",
                             "--steps=2", "--steps_per_epoch=2", "--pretrain_steps=2",
-                            "--verbose=0"],
+                            "--run_eagerly", "--verbose=0"],
     "training.train_recognizer": [
         "--backbone=tiny", "--image_size=32", "--embedding_dim=16", "--batch_size=8",
         "--epochs=1", "--steps_per_epoch=2", "--lr_decay_epochs=", "--verbose=0"],

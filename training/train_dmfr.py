@@ -27,7 +27,7 @@ CONFIG_FLAGS = config_flags.define_config_flags(
     DMFRExperimentConfig(), required=("data_dir", "model_dir"))
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("evaluate", False, "Evaluate the trained run on the test identities.")
-flags.DEFINE_string("protocol", "lock3dface_style", "Protocol whose gallery the probe sets use.")
+flags.DEFINE_string("eval_split", "test", "Split of the held-out identities to evaluate on.")
 
 
 def main(argv) -> Optional[int]:
@@ -47,7 +47,7 @@ def main(argv) -> Optional[int]:
         from tf_rgbd.eval import dmfr as dmfr_eval  # noqa: PLC0415
 
         probe_sets = dmfr_eval.build_probe_sets(config.run.data_dir, config.domains_dir,
-                                                config.model.image_size, FLAGS.protocol)
+                                                config.model.image_size, FLAGS.eval_split)
         evaluation = dmfr_eval.evaluate_network(
             dmfr_training.load_dmfr_network(config.run.model_dir), probe_sets)
         print(dmfr_eval.format_tar_table({config.method_name: evaluation["verification"]}))

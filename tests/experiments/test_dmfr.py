@@ -36,7 +36,11 @@ def test_run_seed_quick_trains_and_evaluates_every_row(seed_result):
         similarity = evaluation["similarity"]
         assert -1.0 <= similarity["real_inter"] <= 1.0
         assert ("after_filter_intra" in similarity) == (method == "filter")
-    assert result["probe_counts"]["general"] == result["probe_counts"]["cross_quality"] > 0
+    counts = result["pair_counts"]
+    assert counts["general"]["first"] == counts["cross_quality"]["second"] > 0
+    general = result["methods"]["baseline_real"]["verification"]["general"]
+    n = counts["general"]["first"]
+    assert general["num_genuine"] + general["num_impostor"] == n * (n - 1) // 2
     # A re-run with the same workdir reuses the finished seed.
     again = dmfr.run_seed(data_dir, workdir, seed=0, quick=True)
     assert json.dumps(again, sort_keys=True) == json.dumps(result, sort_keys=True)

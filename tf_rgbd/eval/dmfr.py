@@ -1,16 +1,19 @@
 """Evaluation of DMFR runs: TAR@FAR on the paper's three kinds of probe set, and the paper's
 Table 1 analysis (mean intra- and inter-class cosine similarity).
 
-Probe sets (:func:`build_probe_sets`), all on the held-out identities (the test split) against
-the protocol's gallery (one real, neutral, frontal image per identity):
+Verification pair sets (:func:`build_probe_sets`), all on the held-out identities (the test
+split), built like the paper's benchmarks:
 
-* ``general``: every other real test image;
-* ``cross_pose``: the real test images with |yaw| > ``large_yaw_deg`` (default 30 deg);
-* ``cross_quality``: the degraded copies (the ``quality`` domain) of the general probes.
+* ``general``: every unordered pair of distinct real test images (LFW-like all pairs);
+* ``cross_pose``: a near-frontal real image (|yaw| <= ``large_yaw_deg``, default 30 deg)
+  against a large-yaw real image (|yaw| > 30 deg): CFP-FP's frontal-profile pairs;
+* ``cross_quality``: a real (high-quality) image against a degraded copy (the ``quality``
+  domain) of a real image, the pair of an image with its own copy left out.
 
-Verification uses every gallery-probe pair (:func:`tf_rgbd.metrics.verification.verify`);
-TAR at FAR 1e-5 .. 1e-2 is ``nan`` where the impostor pairs are too few to resolve the FAR
-(the project's rule), never extrapolated.
+Verification uses every pair of a set (TAR = accepted genuine pairs, FAR = accepted impostor
+pairs, :mod:`tf_rgbd.metrics.verification`); TAR at FAR 1e-5 .. 1e-2 is ``nan`` where the
+impostor pairs are too few to resolve the FAR (the project's rule), never extrapolated. At test
+time no filter is applied: a degraded probe is a real low-quality image to the recognizer.
 
 Table 1 (:func:`similarity_analysis`): over the test images, the mean cosine of same-identity
 pairs (intra) and of different-identity pairs (inter), for the real images alone, for the real
@@ -28,72 +31,85 @@ import numpy as np
 
 from tf_rgbd.augmentation import dmfr_domains
 from tf_rgbd.config.dmfr import POSE_DOMAIN, QUALITY_DOMAIN
-from tf_rgbd.data import protocol as protocol_lib
 from tf_rgbd.metrics import verification
-from tf_rgbd.training.dmfr_training import SplitImages, load_split_images
+from tf_rgbd.training.dmfr_training import load_split_images
 
 FAR_TARGETS = (1e-5, 1e-4, 1e-3, 1e-2)
 PROBE_SETS = ("general", "cross_pose", "cross_quality")
 
 
 @dataclasses.dataclass
-class ProbeSets:
-    """Gallery and the three probe sets (images float32 [N, S, S, 3] in [-1, 1], labels [N]).
+class PairSet:
+    """One verification set: every pair (row of ``first``, row of ``second``) that is valid.
 
     Attributes:
-      gallery_images, gallery_labels: the protocol's gallery.
-      probes: probe set name -> (images, labels).
-      generated: the test split's generated images (novel poses + degraded copies) and their
-        labels, for the similarity analysis.
-      real: every real test image and its label.
+      first_images, second_images: float32 [N1 / N2, S, S, 3] in [-1, 1].
+      first_labels, second_labels: int [N1] / [N2] identity labels.
+      all_pairs_within: ``second`` is ``first`` itself: the unordered pairs of distinct rows.
+      excluded: optional bool [N1, N2]: pairs left out (an image with its own degraded copy).
     """
 
-    gallery_images: np.ndarray
-    gallery_labels: np.ndarray
+    first_images: np.ndarray
+    first_labels: np.ndarray
+    second_images: np.ndarray
+    second_labels: np.ndarray
+    all_pairs_within: bool = False
+    excluded: Optional[np.ndarray] = None
+
+    def valid_pairs(self) -> np.ndarray:
+        """bool [N1, N2]: the pairs this set compares."""
+        shape = (len(self.first_labels), len(self.second_labels))
+        if self.all_pairs_within:
+            return np.triu(np.ones(shape, dtype=bool), k=1)
+        valid = np.ones(shape, dtype=bool)
+        return valid if self.excluded is None else valid & ~self.excluded
+
+
+@dataclasses.dataclass
+class ProbeSets:
+    """The three pair sets and the images of the similarity analysis.
+
+    Attributes:
+      probes: pair set name -> :class:`PairSet`.
+      generated: (images, labels) of the test split's generated images (novel poses and
+        degraded copies).
+      real: (images, labels) of every real test image.
+    """
+
     probes: dict
     generated: tuple
     real: tuple
 
 
-def build_probe_sets(data_dir: str, domains_dir: str, image_size: int,
-                     protocol: str = "lock3dface_style", large_yaw_deg: float = 30.0
-                     ) -> ProbeSets:
-    """The gallery, the three probe sets and the generated test images (see module doc)."""
-    chosen = protocol_lib.load_protocol(protocol_lib.protocol_path(data_dir, protocol))
-    real = load_split_images(data_dir, chosen.split, image_size)
-    index = real.index()
-    gallery_ids = set(chosen.gallery)
-    missing = sorted(gallery_ids - set(index))
-    if missing:
-        raise KeyError(f"{data_dir}: the gallery of protocol {protocol!r} names ids missing from "
-                       f"split {chosen.split!r}, e.g. {missing[:3]}")
-    gallery_rows = np.array([index[example_id] for example_id in chosen.gallery])
-    probe_rows = np.array([row for row, example_id in enumerate(real.example_ids)
-                           if example_id not in gallery_ids])
-    pose_rows = probe_rows[np.abs(real.yaw_deg[probe_rows]) > large_yaw_deg]
-    quality = load_split_images(os.path.join(domains_dir, QUALITY_DOMAIN), chosen.split,
-                                image_size)
+def build_probe_sets(data_dir: str, domains_dir: str, image_size: int, split: str = "test",
+                     large_yaw_deg: float = 30.0) -> ProbeSets:
+    """The general, cross-pose and cross-quality pair sets of ``split`` (see module doc)."""
+    real = load_split_images(data_dir, split, image_size)
+    quality = load_split_images(os.path.join(domains_dir, QUALITY_DOMAIN), split, image_size)
     quality_of = {dmfr_domains.parse_generated_id(example_id)[0]: row
                   for row, example_id in enumerate(quality.example_ids)}
-    lacking = [real.example_ids[row] for row in probe_rows
-               if real.example_ids[row] not in quality_of]
+    lacking = [example_id for example_id in real.example_ids if example_id not in quality_of]
     if lacking:
         raise ValueError(f"{domains_dir}/{QUALITY_DOMAIN} lacks the degraded copies of "
-                         f"{len(lacking)} test images (e.g. {lacking[:3]}); build the domains "
-                         f"for split {chosen.split!r} too")
-    quality_rows = np.array([quality_of[real.example_ids[row]] for row in probe_rows])
+                         f"{len(lacking)} {split} images (e.g. {lacking[:3]}); build the "
+                         f"domains for split {split!r} too")
+    copies = np.array([quality_of[example_id] for example_id in real.example_ids])
+    frontal = np.abs(real.yaw_deg) <= large_yaw_deg
     probes = {
-        "general": (real.images[probe_rows], real.labels[probe_rows]),
-        "cross_pose": (real.images[pose_rows], real.labels[pose_rows]),
-        "cross_quality": (quality.images[quality_rows], quality.labels[quality_rows]),
+        "general": PairSet(real.images, real.labels, real.images, real.labels,
+                           all_pairs_within=True),
+        "cross_pose": PairSet(real.images[frontal], real.labels[frontal],
+                              real.images[~frontal], real.labels[~frontal]),
+        "cross_quality": PairSet(real.images, real.labels, quality.images[copies],
+                                 quality.labels[copies],
+                                 excluded=np.eye(len(real.labels), dtype=bool)),
     }
-    pose = load_split_images(os.path.join(domains_dir, POSE_DOMAIN), chosen.split, image_size)
+    pose = load_split_images(os.path.join(domains_dir, POSE_DOMAIN), split, image_size)
     novel = np.array([row for row, example_id in enumerate(pose.example_ids)
                       if not dmfr_domains.is_same_conditions(example_id)])
     generated = (np.concatenate([pose.images[novel], quality.images]),
                  np.concatenate([pose.labels[novel], quality.labels]))
-    return ProbeSets(real.images[gallery_rows], real.labels[gallery_rows], probes, generated,
-                     (real.images, real.labels))
+    return ProbeSets(probes, generated, (real.images, real.labels))
 
 
 def embed(network, images: np.ndarray, batch_size: int = 128,
@@ -110,20 +126,37 @@ def embed(network, images: np.ndarray, batch_size: int = 128,
     return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
+def verify_pairs(pair_set: PairSet, first: np.ndarray, second: np.ndarray,
+                 far_targets: Sequence[float] = FAR_TARGETS) -> dict:
+    """Verification over the set's valid pairs from L2-normalised embeddings [N1, D], [N2, D]:
+    ``{num_genuine, num_impostor, tar_at_far, eer, auc}``."""
+    scores = first @ second.T
+    valid = pair_set.valid_pairs()
+    same = pair_set.first_labels[:, None] == pair_set.second_labels[None, :]
+    genuine, impostor = scores[valid & same], scores[valid & ~same]
+    if len(genuine) == 0 or len(impostor) == 0:
+        return {"num_genuine": int(len(genuine)), "num_impostor": int(len(impostor)),
+                "tar_at_far": {f"{far:g}": math.nan for far in far_targets},
+                "eer": math.nan, "auc": math.nan}
+    return verification.VerificationResult(
+        num_genuine=int(len(genuine)), num_impostor=int(len(impostor)),
+        tar_at_far=verification.tar_at_far(genuine, impostor, far_targets),
+        eer=verification.equal_error_rate(genuine, impostor),
+        auc=verification.area_under_roc(genuine, impostor)).to_dict()
+
+
 def verification_results(network, probe_sets: ProbeSets,
                          far_targets: Sequence[float] = FAR_TARGETS) -> dict[str, dict]:
-    """Probe set -> ``VerificationResult.to_dict()`` (TAR@FAR, EER, AUC, pair counts)."""
-    gallery = embed(network, probe_sets.gallery_images)
+    """Pair set -> ``{num_genuine, num_impostor, tar_at_far, eer, auc}``."""
     results = {}
-    for name, (images, labels) in probe_sets.probes.items():
-        if len(images) == 0:
-            results[name] = {"num_genuine": 0, "num_impostor": 0,
-                             "tar_at_far": {f"{far:g}": math.nan for far in far_targets},
-                             "eer": math.nan, "auc": math.nan}
+    for name, pair_set in probe_sets.probes.items():
+        if len(pair_set.first_labels) == 0 or len(pair_set.second_labels) == 0:
+            results[name] = verify_pairs(pair_set, np.zeros((0, 1)), np.zeros((0, 1)),
+                                         far_targets)
             continue
-        scores = embed(network, images) @ gallery.T
-        results[name] = verification.verify(scores, labels, probe_sets.gallery_labels,
-                                            far_targets).to_dict()
+        first = embed(network, pair_set.first_images)
+        second = first if pair_set.all_pairs_within else embed(network, pair_set.second_images)
+        results[name] = verify_pairs(pair_set, first, second, far_targets)
     return results
 
 

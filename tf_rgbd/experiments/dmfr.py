@@ -11,7 +11,7 @@ One seed on a synthetic dataset (train / test splits, the ``lock3dface_style`` p
 4. train five rows with the same budget (steps, batch, SGD): the CosFace baseline on real data,
    the CosFace baseline on real + generated mixed 1:1, and the modes ``meta``, ``disentangle``
    and ``filter``;
-5. evaluate each: TAR@FAR 1e-5 .. 1e-2 on the general, cross-pose and cross-quality probe sets,
+5. evaluate each: TAR@FAR 1e-5 .. 1e-2 on the general, cross-pose and cross-quality pair sets,
    and the Table 1 similarity analysis.
 
 Sizes (``quick=False``; image side 32, the ``tiny`` IR-SE of the registry, CosFace s = 64,
@@ -50,7 +50,8 @@ FULL_SIZES = dict(image_size=32, embedding_dim=64, disentangle_dim=128, batch_si
                   pretrain_learning_rate=0.1)
 QUICK_SIZES = dict(image_size=32, embedding_dim=16, disentangle_dim=16, batch_size=8,
                    depth_steps=0, depth_batch_size=8, depth_base_filters=4,
-                   pretrain_steps=2, steps=2, learning_rate=0.05, pretrain_learning_rate=0.1)
+                   pretrain_steps=2, steps=2, learning_rate=0.05, pretrain_learning_rate=0.1,
+                   run_eagerly=True)
 
 
 def _depthnet(data_dir: str, workdir: str, seed: int, sizes: Mapping) -> str:
@@ -126,15 +127,17 @@ def experiment_config(method: str, data_dir: str, domains_dir: str, model_dir: s
                       verbose="0"),
         dmfr=dmfr, mix_generated=method == "baseline_mixed", domains_dir=domains_dir,
         pretrain_steps=sizes["pretrain_steps"],
-        pretrain_learning_rate=sizes["pretrain_learning_rate"], pretrain_from=pretrain_from)
+        pretrain_learning_rate=sizes["pretrain_learning_rate"], pretrain_from=pretrain_from,
+        run_eagerly=bool(sizes.get("run_eagerly", False)))
 
 
 def run_seed(data_dir: str, workdir: str, seed: int, quick: bool = False) -> dict:
     """Trains and evaluates the five rows once with ``seed`` (see the module docstring).
 
     Returns a JSON-ready dict: ``seed``, ``quick``, ``sizes``, ``methods`` (row -> {
-    ``verification``: {probe set: TAR@FAR, EER, pair counts}, ``similarity``: Table 1
-    values}), ``probe_counts`` and ``seconds`` (per stage).
+    ``verification``: {pair set: TAR@FAR, EER, pair counts}, ``similarity``: Table 1
+    values}), ``pair_counts`` (images on each side of each pair set) and ``seconds`` (per
+    stage).
     """
     from tf_rgbd.eval import dmfr as dmfr_eval
     from tf_rgbd.training import dmfr_training
@@ -184,9 +187,10 @@ def run_seed(data_dir: str, workdir: str, seed: int, quick: bool = False) -> dic
         seconds[method] = round(time.time() - mark, 1)
     seconds["total"] = round(time.time() - started, 1)
     result = {"seed": seed, "quick": quick, "sizes": sizes, "methods": methods,
-              "probe_counts": {name: int(len(images)) for name, (images, _)
-                               in probe_sets.probes.items()},
-              "gallery_count": int(len(probe_sets.gallery_labels)), "seconds": seconds}
+              "pair_counts": {name: {"first": int(len(pairs.first_labels)),
+                                     "second": int(len(pairs.second_labels))}
+                              for name, pairs in probe_sets.probes.items()},
+              "seconds": seconds}
     io_utils.atomic_write_json(path, result)
     return result
 

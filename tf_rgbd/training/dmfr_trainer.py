@@ -227,8 +227,10 @@ class DMFRTrainer(keras.Model):
 
 def build_trainer(network: DMFRNetwork, phase: str, loss_config, optimizer_config: SGDConfig,
                   steps_per_epoch: int, seed: int = 0, jit_compile: bool = False,
-                  loss_scaling: bool = False) -> tuple[DMFRTrainer, keras.optimizers.Optimizer]:
-    """Trainer + SGD optimiser with every variable created (call inside the strategy scope)."""
+                  loss_scaling: bool = False, run_eagerly: bool = False
+                  ) -> tuple[DMFRTrainer, keras.optimizers.Optimizer]:
+    """Trainer + SGD optimiser with every variable created (call inside the strategy scope);
+    ``run_eagerly`` skips tracing the step (tiny smoke runs)."""
     trainer = DMFRTrainer(network, phase, loss_config.lambda_meta, loss_config.meta_alpha,
                           loss_config.lambda_disen, loss_config.lambda_flt,
                           loss_config.filter_stop_gradient_target,
@@ -236,6 +238,6 @@ def build_trainer(network: DMFRNetwork, phase: str, loss_config, optimizer_confi
                           name=f"dmfr_trainer_{phase}")
     trainer.built = True
     optimizer = build_optimizer(optimizer_config, steps_per_epoch, loss_scaling)
-    trainer.compile(optimizer=optimizer, jit_compile=jit_compile)
+    trainer.compile(optimizer=optimizer, jit_compile=jit_compile, run_eagerly=run_eagerly)
     strategy_lib.build_optimizers([(optimizer, trainer.trainable_variables_of_phase())])
     return trainer, optimizer
