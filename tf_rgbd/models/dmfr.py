@@ -9,7 +9,7 @@ One :class:`DMFRNetwork` serves the baselines and the three modes:
   LinearClassifier`), which every mode starts from;
 * ``mode="disentangle"``: :class:`FeatureDisentangler` on the mid-level map M of backbone stage
   ``split_stage``: M is split in depth (channels) into two halves, each goes through its own
-  trunk (an IR-SE stage) and an FC layer -> f_entangle, f_non-id [B, d]; a deconvolution
+  trunk (an IR-SE stage) and an FC layer (+ BN) -> f_entangle, f_non-id [B, d]; a deconvolution
   decoder reconstructs M from f_entangle; the embedding is f_id = f_entangle - f_non-id (the
   backbone's later stages and its head are not used in this mode);
 * ``mode="filter"``: :class:`FeatureFilter` F [B, D] -> [B, D], trained to map the features
@@ -50,6 +50,14 @@ class FeatureDisentangler(keras.layers.Layer):
                        for name in ("entangle", "non_id")]
         self.projections = [keras.layers.Dense(self.disentangle_dim, name=f"fc_{name}")
                             for name in ("entangle", "non_id")]
+        # FC -> BN, as the backbone's embedding head ends: f_entangle and f_non-id are only
+        # constrained through their difference (CosFace normalises f_id), and without it their
+        # common magnitude grew until L_recons overflowed (measured: inf at step 41 of a
+        # 120-step run, tiny backbone, SGD 0.05).
+        self.projection_norms = [
+            keras.layers.BatchNormalization(momentum=blocks.BN_MOMENTUM,
+                                            epsilon=blocks.BN_EPSILON, name=f"bn_{name}")
+            for name in ("entangle", "non_id")]
         self.flatten = keras.layers.Flatten()
         self.decoder_dense = None
         self.decoder_act = keras.layers.PReLU(shared_axes=[1, 2], name="decoder_prelu")
@@ -63,10 +71,12 @@ class FeatureDisentangler(keras.layers.Layer):
                              f"size, got {input_shape}")
         self.map_shape = (height, width, channels)
         half = (input_shape[0], height, width, channels // 2)
-        for trunk, projection in zip(self.trunks, self.projections):
+        for trunk, projection, norm in zip(self.trunks, self.projections,
+                                           self.projection_norms):
             trunk.build(half)
             out = trunk.compute_output_shape(half)
             projection.build((input_shape[0], out[1] * out[2] * out[3]))
+            norm.build((input_shape[0], self.disentangle_dim))
         low = (height // 2, width // 2, self.trunk_filters)
         self.decoder_dense = keras.layers.Dense(low[0] * low[1] * low[2], name="decoder_fc")
         self.decoder_dense.build((input_shape[0], self.disentangle_dim))
@@ -80,8 +90,9 @@ class FeatureDisentangler(keras.layers.Layer):
         half = feature_map.shape[-1] // 2
         parts = (feature_map[..., :half], feature_map[..., half:])
         f_entangle, f_non_id = (
-            projection(self.flatten(trunk(part, training=training)))
-            for trunk, projection, part in zip(self.trunks, self.projections, parts))
+            norm(projection(self.flatten(trunk(part, training=training))), training=training)
+            for trunk, projection, norm, part in zip(self.trunks, self.projections,
+                                                     self.projection_norms, parts))
         height, width, _ = self.map_shape
         low = ops.reshape(self.decoder_dense(f_entangle),
                           (-1, height // 2, width // 2, self.trunk_filters))
