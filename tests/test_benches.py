@@ -31,3 +31,16 @@ def test_train_throughput_quick_compares_ours_with_pytorch(tmp_path):
         assert 0 < row["fraction_of_fp32_peak"] < 10, row
         assert row["ratio_to_best_torch"] > 0, row
         assert all(value == value for value in row["losses"]), row  # finite, not NaN
+
+
+def test_results_name_the_program_that_wrote_them(tmp_path, monkeypatch):
+    from tf_rgbd import benchmarks
+    monkeypatch.setenv("TF_RGBD_BENCH_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["train_throughput.py", "--quick"])
+    # One program may write several result files; the command must still re-run that program.
+    path = benchmarks.write_results("/x/bench/train_throughput.py",
+                                    "train_throughput_recognizer_rgb", {"rows": []})
+    written = json.load(open(path))
+    assert path == str(tmp_path / "train_throughput_recognizer_rgb.json")
+    assert written["command"] == "python -m bench.train_throughput --quick"
+    assert written["benchmark"] == "train_throughput_recognizer_rgb" and written["rows"] == []

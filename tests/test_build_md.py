@@ -32,10 +32,13 @@ FIXTURES = ROOT / "tests" / "data" / "fixtures"
 # Programs that read what earlier commands wrote, in the order they must run.
 PIPELINE_ORDER = {
     "datasets.build": 0, "datasets.verify": 1, "training.train_depthnet": 1, "training.evaluate_depth": 2,
-    "training.augment_dataset": 2, "training.build_dmfr_domains": 2,
-    "training.train_recognizer": 3, "training.train_dmfr": 3, "training.launch_local": 3,
+    "training.augment_dataset": 2, "training.train_recognizer": 3,
+    "training.launch_local": 3, "training.train_depth_verifier": 1,
+    "training.evaluate_depth_verifier": 2, "training.build_dmfr_domains": 2,
+    "training.train_dmfr": 3,
     "training.evaluate_recognizer": 4, "export.export": 5, "export.verify": 6,
     "export.identify": 7, "bench.ablation_table": 4, "bench.inference_latency": 6,
+    "training.train_joint_reconstruction": 1,
 }
 # Size flags appended to each program's command.
 TINY = {
@@ -47,6 +50,10 @@ TINY = {
         "--discriminator_downsamples=1", "--checkpoint_every_steps=2", "--verbose=0"],
     "training.evaluate_depth": ["--batch_size=4"],
     "training.augment_dataset": ["--batch_size=4"],
+    "training.train_depth_verifier": ["--image_size=32", "--batch_size=8", "--steps=2",
+                                      "--steps_per_epoch=2", "--embedding_dim=16",
+                                      "--checkpoint_every_steps=2", "--verbose=0"],
+    "training.evaluate_depth_verifier": ["--batch_size=8", "--max_pairs=20"],
     "training.build_dmfr_domains": ["--batch_size=4"],
     "training.train_dmfr": ["--embedding_dim=16", "--disentangle_dim=16", "--batch_size=8",
                             "--steps=2", "--steps_per_epoch=2", "--pretrain_steps=2",
@@ -77,6 +84,9 @@ TINY = {
     "bench.depth_table": ["--num_identities=8", "--images_per_identity=3", "--image_size=32",
                           "--steps=2", "--base_filters=4", "--batch_size=4"],
     "export.identify": ["--far_target=0.25", "--batch_size=8"],
+    "training.train_joint_reconstruction": [
+        "--phase1_steps=1", "--phase2_steps=1", "--phase3_steps=1", "--batch_size=4",
+        "--num_shape_vertices=16", "--run_eagerly", "--verbose=0"],
     "bench.inference_latency": ["--batch_sizes=1,2", "--repeats=3", "--warmup_runs=1"],
     "bench.claims": ["--quick", "--claims=dstar_vs_dgt_gap"],
     "bench.ablation_table": ["--num_identities=6", "--images_per_identity=4",

@@ -41,7 +41,9 @@ def write_results(program_file: str, name: str, payload: Mapping[str, Any]) -> s
         os.path.dirname(os.path.abspath(program_file)), RESULTS_SUBDIR)
     path = os.path.join(folder, f"{name}.json")
     io_utils.atomic_write_json(path, {
-        "benchmark": name, "command": " ".join(["python -m", f"bench.{name}", *sys.argv[1:]]),
+        "benchmark": name, "command": " ".join([
+            "python -m", f"bench.{os.path.splitext(os.path.basename(program_file))[0]}",
+            *sys.argv[1:]]),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine_facts(),
         **payload})
     return path

@@ -83,6 +83,16 @@ def test_every_backend_gives_the_keras_outputs_with_named_specs(artefacts, kind)
         np.testing.assert_allclose(outputs[name], value, atol=1e-5, err_msg=f"{kind}:{name}")
 
 
+def test_keras_backend_runs_one_traced_graph_for_every_batch_size(artefacts):
+    paths, inputs, expected = artefacts
+    session = InferenceSession(paths["keras"])
+    for size in (1, 3, 5):
+        outputs = session.run({name: value[:size] for name, value in inputs.items()})
+        np.testing.assert_allclose(outputs["id_rgb"], expected["id_rgb"][:size], atol=1e-5)
+    # A retrace per batch size would make a served model slow (eager was ~50x slower).
+    assert session._backend.function.experimental_get_tracing_count() == 1
+
+
 def test_max_batch_chunks_and_inputs_are_checked(artefacts):
     paths, inputs, expected = artefacts
     session = InferenceSession(paths["onnx"], max_batch=2, providers=["CPUExecutionProvider"])

@@ -37,7 +37,7 @@ NUM_IDS = 4
 TIMEOUT = 900
 
 RECOGNIZER = ["-m", "training.train_recognizer", "--backbone=tiny", f"--image_size={SIZE}",
-              "--embedding_dim=16", "--batch_size=8", "--steps_per_epoch=1", "--epochs=6",
+              "--embedding_dim=16", "--batch_size=8", "--steps_per_epoch=2", "--epochs=2",
               "--lr_decay_epochs=", "--learning_rate=0.0005", "--dropout_rate=0",
               # The classification loss only: with SA/CMFL/dis the one-process and 2-worker runs
               # agree to 1e-6 after step 1 but float-rounding differences grow ~1000x per step
@@ -137,53 +137,6 @@ def _assert_same_training(got_dir: str, want_dir: str, atol: float, step: int | 
         f"the weights moved {moved:.3g} only: a vacuous comparison")
 
 
-@pytest.fixture(scope="module")
-def recognizer_runs(data_dir, tmp_path_factory):
-    """The same recognizer run on 2 workers and on one process (global batch 8 both)."""
-    root = tmp_path_factory.mktemp("recognizer_runs")
-    started = time.time()
-    output = _train(RECOGNIZER, data_dir, str(root / "two_workers"), workers=2)
-    two_seconds = time.time() - started
-    # Compared at step 2 (the 2-worker run goes on to 6 for the fault-tolerance test).
-    _train(RECOGNIZER + ["--epochs=2"], data_dir, str(root / "one_process"))
-    print(f"2-worker recognizer run: {two_seconds:.0f} s; one process: "
-          f"{time.time() - started - two_seconds:.0f} s")
-    return root, output
-
-
-def test_two_workers_equal_one_process_with_the_same_global_batch(recognizer_runs):
-    root, output = recognizer_runs
-    fingerprints = _fingerprints(output)
-    assert set(fingerprints) == {0, 1}, output[-3000:]
-    # Trainable weights bit for bit (batch-norm moving statistics are each worker's own, see
-    # runner.weights_fingerprint; the chief's are compared with the one-process run below).
-    assert fingerprints[0] == fingerprints[1], "the workers ended with different weights"
-    after_one_step = _max_difference(_checkpoint(str(root / "two_workers"), 1),
-                                     _checkpoint(str(root / "one_process"), 1))
-    # The issue's bound, 1e-4 (measured 0.9e-6 .. 1.5e-5 after one step). After two steps the
-    # tiny ArcFace model (s = 64) has amplified float-rounding differences to 2e-5 .. 8e-5
-    # (measured), while an update twice too large or missing would differ by ~0.1.
-    assert after_one_step <= 1e-4, after_one_step
-    _assert_same_training(str(root / "two_workers"), str(root / "one_process"), atol=1e-3,
-                          step=2, min_moved_factor=10.0)
-    chief = root / "two_workers"
-    summary = json.loads((chief / "training_summary.json").read_text())
-    assert summary["workers"] == 2 and summary["replicas"] == 2
-    assert summary["trainable_weights_sha256"] == fingerprints[0]
-    assert (chief / "recognizer.keras").exists() and (chief / "logs").is_dir()
-    # Only the chief wrote: no worker's temporary directory is left anywhere in the run.
-    assert not [path for path in chief.rglob("*") if "worker" in path.name]
-
-
-# Each of these runs 2-3 TensorFlow worker processes for minutes on CI's 2 cores (measured
-# 3-6 min each under load), which the 20-minute suite cannot hold; the 2-worker equality test
-# above stays in every run.
-LONG_MULTI_WORKER = pytest.mark.skipif(
-    os.environ.get("TF_RGBD_LONG_TESTS") != "1",
-    reason="long multi-worker test (minutes of 2-3 TF workers on 2 cores); "
-           "run with TF_RGBD_LONG_TESTS=1")
-
-
 def _launch_and_signal(data_dir: str, model_dir: pathlib.Path, after_step: int,
                        signal_number: int) -> tuple[int, str]:
     """Launches the 2-worker recognizer run, sends ``signal_number`` to worker 1 once the chief
@@ -218,49 +171,75 @@ def _newest_step(model_dir: pathlib.Path) -> int:
                for path in (model_dir / "checkpoints").glob("ckpt-*.index"))
 
 
-@LONG_MULTI_WORKER
-def test_preemption_then_sigkill_then_relaunch_matches_the_uninterrupted_run(
-        data_dir, recognizer_runs, tmp_path):
-    """SIGTERM to worker 1: BOTH workers save the same step and exit 0. Relaunch; SIGKILL of
-    worker 1: the launcher stops worker 0 and fails. Relaunch: it resumes from the chief's
-    newest checkpoint and ends where the uninterrupted run ended."""
-    root, _ = recognizer_runs
-    model_dir = tmp_path / "interrupted"
+@pytest.fixture(scope="module")
+def recognizer_runs(data_dir, tmp_path_factory):
+    """The 2-worker recognizer run, SIGKILLed mid-epoch and relaunched to its end, and the same
+    run (global batch 8) in one uninterrupted process."""
+    root = tmp_path_factory.mktemp("recognizer_runs")
+    two_workers = root / "two_workers"
+    started = time.time()
+    # Worker 1 dies once the chief has saved step 1, in the middle of epoch 1 (2 steps/epoch).
+    killed_code, killed_output = _launch_and_signal(data_dir, two_workers, 1, signal.SIGKILL)
+    saved = _newest_step(two_workers)
+    output = _train(RECOGNIZER, data_dir, str(two_workers), workers=2)
+    two_seconds = time.time() - started
+    _train(RECOGNIZER, data_dir, str(root / "one_process"))
+    print(f"2-worker recognizer run, killed and relaunched: {two_seconds:.0f} s; one process: "
+          f"{time.time() - started - two_seconds:.0f} s")
+    return root, output, (killed_code, killed_output, saved)
 
-    code, output = _launch_and_signal(data_dir, model_dir, 1, signal.SIGTERM)
-    assert code == 0, output[-3000:]
-    preempted = re.findall(r"\[worker (\d)\] preempted: .*checkpoint saved at step (\d+) of 6 in "
-                           r"(\S+); re-run", output)
-    assert sorted(index for index, _, _ in preempted) == ["0", "1"], output[-3000:]
-    assert len({step for _, step, _ in preempted}) == 1  # the same step on both workers
-    assert {where for _, _, where in preempted} == {str(model_dir / "checkpoints")}
-    first_stop = int(preempted[0][1])
-    assert first_stop == _newest_step(model_dir) and 1 < first_stop < 6
 
-    code, output = _launch_and_signal(data_dir, model_dir, first_stop + 1, signal.SIGKILL)
-    assert code == 128 + signal.SIGKILL, output[-3000:]
-    assert "worker 1 exited with status 137; stopping the other workers" in output
-    saved = _newest_step(model_dir)
-    assert first_stop < saved <= 6
+def test_two_workers_equal_one_process_with_the_same_global_batch(recognizer_runs):
+    root, output, _ = recognizer_runs
+    fingerprints = _fingerprints(output)
+    assert set(fingerprints) == {0, 1}, output[-3000:]
+    # Trainable weights bit for bit (batch-norm moving statistics are each worker's own, see
+    # runner.weights_fingerprint; the chief's are compared with the one-process run below).
+    assert fingerprints[0] == fingerprints[1], "the workers ended with different weights"
+    after_one_step = _max_difference(_checkpoint(str(root / "two_workers"), 1),
+                                     _checkpoint(str(root / "one_process"), 1))
+    # The issue's bound, 1e-4 (measured 0.9e-6 .. 1.5e-5 after one step). After two steps the
+    # tiny ArcFace model (s = 64) has amplified float-rounding differences to 2e-5 .. 8e-5
+    # (measured), while an update twice too large or missing would differ by ~0.1.
+    assert after_one_step <= 1e-4, after_one_step
+    _assert_same_training(str(root / "two_workers"), str(root / "one_process"), atol=1e-3,
+                          step=2, min_moved_factor=10.0)
+    chief = root / "two_workers"
+    summary = json.loads((chief / "training_summary.json").read_text())
+    assert summary["workers"] == 2 and summary["replicas"] == 2
+    assert summary["trainable_weights_sha256"] == fingerprints[0]
+    assert (chief / "recognizer.keras").exists() and (chief / "logs").is_dir()
+    # Only the chief wrote: no worker's temporary directory is left anywhere in the run.
+    assert not [path for path in chief.rglob("*") if "worker" in path.name]
 
-    output = _train(RECOGNIZER, str(data_dir), str(model_dir), workers=2)
+
+def test_sigkill_of_a_worker_mid_epoch_then_relaunch_resumes_and_ends_as_uninterrupted(
+        recognizer_runs):
+    """SIGKILL of worker 1 mid-epoch: the launcher stops worker 0 and fails with 137. The
+    relaunch resumes from the chief's newest checkpoint (BackupAndRestore-style), redoes at most
+    the steps since it, and ends where the uninterrupted run ends."""
+    root, output, (killed_code, killed_output, saved) = recognizer_runs
+    model_dir = root / "two_workers"
+    assert killed_code == 128 + signal.SIGKILL, killed_output[-3000:]
+    assert "worker 1 exited with status 137; stopping the other workers" in killed_output
+    assert 1 <= saved < 4, saved  # killed after step 1 was saved, before the run's 4 steps
     summary = json.loads((model_dir / "training_summary.json").read_text())
-    # Nothing but the steps after the newest checkpoint was redone (here: at most one epoch).
-    assert summary["start_step"] == saved and summary["total_steps"] == 6
+    # Resumed, not restarted: nothing before the newest checkpoint was redone, so at most the
+    # steps of the epoch in progress (2 per epoch here) were lost.
+    assert summary["start_step"] == saved and summary["total_steps"] == 4
     fingerprints = _fingerprints(output)
     assert len(fingerprints) == 2 and len(set(fingerprints.values())) == 1
-    # Per-worker data order is deterministic and resumed by skipping: the first step after the
-    # resume is the uninterrupted run's step. (Later steps drift apart by float rounding alone:
-    # two uninterrupted 2-worker runs differ by ~2e-6 at step 2 and the tiny ArcFace model
-    # (s = 64) amplifies it ~100x per step, 3e-3 by step 6, so the end is compared loosely.)
-    if saved < 6:
-        _assert_same_training(str(model_dir), str(root / "two_workers"), atol=1e-5,
-                              step=saved + 1, min_moved_factor=10.0)
+    # The data order is deterministic and resumed by skipping the consumed records, so the first
+    # resumed step is the uninterrupted run's step (a wrong skip feeds other faces: ~1e-2 off).
+    # Float rounding between 1 and 2 processes grows ~20-100x per step with the tiny ArcFace
+    # model (s = 64): 1e-3 at step 2-3 and 1e-2 at the end hold it, an extra or a missing
+    # update (~1e-2 .. 1e-1) does not.
+    _assert_same_training(str(model_dir), str(root / "one_process"), atol=1e-3,
+                          step=saved + 1, min_moved_factor=10.0)
     assert _max_difference(_checkpoint(str(model_dir)),
-                           _checkpoint(str(root / "two_workers"))) <= 1e-2
+                           _checkpoint(str(root / "one_process"))) <= 1e-2
 
 
-@LONG_MULTI_WORKER
 def test_depthnet_gan_two_workers_equal_one_process(data_dir, tmp_path):
     output = _train(DEPTHNET, data_dir, str(tmp_path / "two_workers"), workers=2)
     _train(DEPTHNET, data_dir, str(tmp_path / "one_process"))
@@ -297,10 +276,19 @@ def test_worker_role_from_tf_config():
 
 
 def test_launcher_prefixes_output_and_stops_everyone_on_the_first_failure(tmp_path):
+    ready = tmp_path / "worker0_said_hello"
+    # Worker 1 fails only after worker 0 has printed (else, on a loaded machine, worker 0 can be
+    # stopped before its first line).
     script = ("import json, os, sys, time\n"
               "index = json.loads(os.environ['TF_CONFIG'])['task']['index']\n"
               "print('hello from', index, flush=True)\n"
-              "if index == 1:\n    sys.exit(3)\n"
+              f"ready = {str(ready)!r}\n"
+              "if index == 0:\n    open(ready, 'w').close()\n"
+              "if index == 1:\n"
+              "    deadline = time.time() + 20\n"
+              "    while not os.path.exists(ready) and time.time() < deadline:\n"
+              "        time.sleep(0.05)\n"
+              "    sys.exit(3)\n"
               "time.sleep(60)\n")
     log = tmp_path / "log.txt"
     started = time.time()

@@ -45,6 +45,11 @@ gt_depth            bytes     augmented (generated) data only: the source's grou
                               units and scale as ``depth``; empty when ``has_gt_depth`` = 0
 has_gt_depth        int64     0/1
 ==================  ========  ==============================================================
+
+``identity_coeffs`` and ``expression_coeffs`` are exactly the float32 values the generator
+rendered with: the example's mesh and its identity's neutral mesh are recomputed from them bit
+for bit (``tf_rgbd.data.synthetic.shape_targets``, the joint reconstruction targets), so the
+records carry no vertex lists.
 """
 from __future__ import annotations
 

@@ -142,10 +142,20 @@ class _KerasBackend(_Backend):
                                               _numpy_dtype_name(tensor.dtype))
                              for name, tensor in outputs.items()}
 
+        import tensorflow as tf
+        # One traced graph for every batch size: eager Keras calls were ~50x slower than the
+        # same graph traced once (measured on the tiny pipeline graph).
+        signature = {name: tf.TensorSpec((None,) + tuple(spec.shape[1:]), spec.dtype, name=name)
+                     for name, spec in self.input_specs.items()}
+        self.function = tf.function(self._call, input_signature=[signature],
+                                    reduce_retracing=True)
+
+    def _call(self, inputs):
+        return self.model(inputs, training=False)
+
     def run_chunk(self, inputs):
-        import keras
-        outputs = self.model(inputs, training=False)
-        return {name: keras.ops.convert_to_numpy(value) for name, value in outputs.items()}
+        outputs = self.function({name: np.asarray(value) for name, value in inputs.items()})
+        return {name: value.numpy() for name, value in outputs.items()}
 
 
 class _SavedModelBackend(_Backend):
