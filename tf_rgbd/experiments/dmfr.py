@@ -19,6 +19,11 @@ m = 0.4, the paper's lambdas): see :data:`FULL_SIZES`; ``quick=True`` is a smoke
 (:data:`QUICK_SIZES`). Nothing is tuned per row: every row gets the same data, budget and
 schedule; the figures are whatever the runs measure.
 
+Measured (one fresh full seed, 48 identities x 16 images at 64 px, 36 training identities,
+192 test images): 169 s wall, 136 s CPU on the shared 2-core machine at load ~5; the smoke run
+(6 x 5 images) ~39 s CPU. The tiny budget (120 steps per row) makes the rows' spread over
+seeds large: summarize over >= 3 seeds before reading an ordering.
+
 Resumable: every finished part (DepthNet, domains, pre-training, each row, each evaluation)
 is kept under ``workdir`` and reused by a re-run with the same workdir.
 """
