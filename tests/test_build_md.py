@@ -89,6 +89,9 @@ TINY = {
         "--num_shape_vertices=16", "--run_eagerly", "--verbose=0"],
     "bench.inference_latency": ["--batch_sizes=1,2", "--repeats=3", "--warmup_runs=1"],
     "bench.claims": ["--quick", "--claims=dstar_vs_dgt_gap"],
+    # Every method's quick run_seed is tested beside it (tests/experiments); here the program
+    # end to end with the cheapest one.
+    "bench.related_methods": ["--quick", "--methods=depth_identity"],
     "bench.ablation_table": ["--num_identities=6", "--images_per_identity=4",
                              "--image_size=32", "--embedding_dim=16", "--batch_size=8",
                              "--epochs=1", "--steps_per_epoch=1", "--tables=8"],
