@@ -67,3 +67,21 @@ def test_compare_outputs_and_rank1():
     assert parity.rank1_percent(embeddings, labels, ids, ["x"], ids[3:]) is None
     assert parity.gate_for("tflite_int8_dynamic") == "int8"
     assert parity.gate_for("tensorrt", "fp16") == "fp16"
+
+
+def test_rank1_of_float16_outputs_is_scored_in_full_precision():
+    # 40 gallery identities whose unit embeddings differ by less than float16 resolves in a dot
+    # product near 1: scored in float16, the tied scores would rank every probe last.
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=64)
+    gallery = base + 0.02 * rng.normal(size=(40, 64))
+    probes = gallery + 0.002 * rng.normal(size=(40, 64))
+    embeddings = np.concatenate([gallery, probes])
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    labels = np.concatenate([np.arange(40), np.arange(40)])
+    ids = [f"g{i}" for i in range(40)] + [f"p{i}" for i in range(40)]
+    args = (labels, ids, ids[:40], ids[40:])
+    full = parity.rank1_percent(embeddings.astype(np.float32), *args)
+    half = parity.rank1_percent(embeddings.astype(np.float16), *args)
+    assert full == 100.0
+    assert half >= 95.0, half  # float16-rounded embeddings, float64 scores
