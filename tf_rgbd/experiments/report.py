@@ -367,6 +367,9 @@ def _related_section(metrics: Mapping) -> Optional[Section]:
     for table in tables:
         rows = table["rows"]
         headers = list(dict.fromkeys(key for row in rows for key in row))
+        # Labels (method, source, probe set, ...) first: the JSON may hold columns sorted.
+        labels = [key for key in headers if any(isinstance(row.get(key), str) for row in rows)]
+        headers = labels + [key for key in headers if key not in labels]
         if table["title"]:
             blocks.append(Paragraph(f"**{table['title']}**"))
         blocks.append(Table(headers, [[_number(row.get(key)) if isinstance(row.get(key), float)
