@@ -58,7 +58,7 @@ class DemoConfig:
     seed: int = 0
     num_identities: int = 160
     test_fraction: float = 0.25
-    images_per_identity: int = 14
+    images_per_identity: int = 12
     data_image_size: int = 64
     image_size: int = 48
     num_workers: int = 2
