@@ -29,3 +29,15 @@ def test_neutral_probes_stay_out_of_the_pooled_rank1_tar_and_eer():
     assert scored["overall"]["rgb"].rank1 == 0.0
     verification = scored["verification"]["rgb"]
     assert (verification.num_genuine, verification.num_impostor) == (4, 12)
+
+
+def test_a_collapsed_branch_is_detected_from_its_embeddings():
+    from tf_rgbd.eval import embeddings
+    rng = np.random.default_rng(0)
+    trained = rng.normal(size=(32, 64))
+    trained /= np.linalg.norm(trained, axis=1, keepdims=True)
+    # Measured on a collapsed RGB+D+M run: the same unit vector up to ~1e-8 for every face.
+    constant = np.tile(trained[:1], (32, 1)) + 1e-8 * rng.normal(size=(32, 64))
+    spread = embeddings.embedding_spread({"rgb": trained, "depth": constant})
+    assert spread["rgb"] > 0.05 and spread["depth"] < 1e-6
+    assert embeddings.collapsed_branches(spread) == ["depth"]

@@ -66,6 +66,14 @@ def evaluate_recognizer(config: RecognizerEvalConfig, recognizer=None, experimen
     embedded = embeddings_lib.extract_embeddings(
         inference, batches(), modalities, depth_key, config.flip_test, progress,
         total_batches=-(-split_count // config.batch_size))
+    spread = embeddings_lib.embedding_spread(embedded.features)
+    collapsed = embeddings_lib.collapsed_branches(spread)
+    if collapsed:
+        logging.warning("%s: the %s embeddings are (nearly) constant over the %s split (mean "
+                        "per-dimension std %s < %g): the model collapsed, every score ties and "
+                        "its rank-1 / EER measure nothing", config.model_dir, collapsed,
+                        protocol.split, {b: f"{spread[b]:.2g}" for b in collapsed},
+                        embeddings_lib.COLLAPSE_SPREAD)
     scored = score_protocol(embedded, protocol, config.max_rank)
     gallery, all_probes, all_scores = scored["gallery"], scored["all_probes"], scored["all_scores"]
     identification_results, overall = scored["per_subset"], scored["overall"]
@@ -92,6 +100,8 @@ def evaluate_recognizer(config: RecognizerEvalConfig, recognizer=None, experimen
         "modalities": list(modalities),
         "variant": experiment.variant,
         "flip_test": config.flip_test,
+        "embedding_spread": spread,
+        "collapsed_branches": collapsed,
         "num_gallery": len(gallery),
         "num_probes": {subset: len(ids) for subset, ids in protocol.probes.items()},
         "averaged_subsets": list(protocol.averaged_subsets()),
