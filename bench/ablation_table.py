@@ -44,12 +44,16 @@ flags.DEFINE_integer("steps_per_epoch", 15, "Steps per epoch.")
 flags.DEFINE_float("learning_rate", 0.1, "Initial SGD learning rate.")
 flags.DEFINE_float("margin_s", 64.0, "ArcFace scale.")
 flags.DEFINE_float("margin_m2", 0.5, "ArcFace margin.")
-flags.DEFINE_enum("sam_normalization", "none", recognizer_config.SAM_NORMALIZATIONS,
+flags.DEFINE_enum("sam_normalization", RecognizerModelConfig.sam_normalization,
+                  recognizer_config.SAM_NORMALIZATIONS,
                   "SAM logit normalisation of every +M variant (none | batch).")
-flags.DEFINE_enum("attention_mode", "multiply", recognizer_config.ATTENTION_MODES,
+flags.DEFINE_enum("attention_mode", RecognizerModelConfig.attention_mode,
+                  recognizer_config.ATTENTION_MODES,
                   "How +M variants apply the attention: x * A | x * (1 + A).")
 flags.DEFINE_list("tables", ["7", "8"], "Which tables to run.")
 flags.DEFINE_integer("seed", 0, "Seed shared by every variant.")
+flags.DEFINE_bool("run_eagerly", False, "Train without tracing the step (smoke runs of a few "
+                  "steps; see RunConfig.run_eagerly).")
 
 PROTOCOL = "lock3dface_style"
 
@@ -80,7 +84,8 @@ def _experiment(data_dir: str, variant: str) -> RecognizerExperimentConfig:
         run=RunConfig(
             data_dir=data_dir, model_dir=os.path.join(FLAGS.output_dir, "runs", variant),
             batch_size=FLAGS.batch_size, epochs=epochs, steps_per_epoch=FLAGS.steps_per_epoch,
-            seed=FLAGS.seed, checkpoint_every_steps=10**6, verbose="0"))
+            seed=FLAGS.seed, checkpoint_every_steps=10**6, verbose="0",
+            run_eagerly=FLAGS.run_eagerly))
     return recognizer_config.apply_variant(experiment, variant)
 
 

@@ -16,7 +16,6 @@ seeds. The logic is ``tf_rgbd.experiments.claims``.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 
 from absl import flags
@@ -35,9 +34,7 @@ def main(argv) -> int:
     del argv
     from tf_rgbd.experiments import claims  # noqa: PLC0415 (TensorFlow after flag parsing)
 
-    config = CONFIG_FLAGS.config()
-    if FLAGS.quick:
-        config = dataclasses.replace(config, **QUICK)
+    config = CONFIG_FLAGS.config(preset=QUICK if FLAGS.quick else None)
     report = claims.run_claims(config)
     name = "claims_quick" if FLAGS.quick else "claims"
     path = benchmarks.write_results(__file__, name, report)

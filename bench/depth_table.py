@@ -49,6 +49,8 @@ def define_flags() -> None:
                                               "augment_dataset stores it) as an extra row.")
     flags.DEFINE_list("methods", list(METHODS), f"Subset of {list(METHODS)}.")
     flags.DEFINE_integer("seed", 0, "Seed of data order, augmentation and weights.")
+    flags.DEFINE_boolean("run_eagerly", False, "Train without tracing the steps (smoke runs of "
+                         "a few steps; see RunConfig.run_eagerly).")
 
 
 def build_synthetic_data(output_dir: str, num_identities: int, images_per_identity: int,
@@ -67,7 +69,7 @@ def build_synthetic_data(output_dir: str, num_identities: int, images_per_identi
 
 def run_benchmark(data_dir: str, work_dir: str, methods, image_size: int, steps: int,
                   batch_size: int, base_filters: int, learning_rate: float, seed: int,
-                  augment: bool = True, masked_rows: bool = True):
+                  augment: bool = True, masked_rows: bool = True, run_eagerly: bool = False):
     """Trains each method, evaluates all of them; returns (results, seconds per method).
 
     Every method row evaluates the raw depth head (the same rule for all). With
@@ -94,7 +96,7 @@ def run_benchmark(data_dir: str, work_dir: str, methods, image_size: int, steps:
             run=RunConfig(data_dir=data_dir, model_dir=model_dir, batch_size=batch_size,
                           steps=steps, steps_per_epoch=min(steps, 100), val_split="",
                           augment=augment, seed=seed, checkpoint_every_steps=steps,
-                          verbose="2"))
+                          verbose="2", run_eagerly=run_eagerly))
         started = time.time()
         result = train_depth_model(config)
         seconds[name] = time.time() - started
@@ -121,7 +123,7 @@ def main(argv) -> Optional[int]:
     results, seconds = run_benchmark(data_dir, work_dir, FLAGS.methods, FLAGS.image_size,
                                      FLAGS.steps, FLAGS.batch_size, FLAGS.base_filters,
                                      FLAGS.learning_rate, FLAGS.seed, FLAGS.augment,
-                                     FLAGS.masked_rows)
+                                     FLAGS.masked_rows, FLAGS.run_eagerly)
     output = os.path.join(work_dir, "depth_table.json")
     report = {"data_dir": data_dir, "steps": FLAGS.steps, "batch_size": FLAGS.batch_size,
               "base_filters": FLAGS.base_filters, "image_size": FLAGS.image_size,

@@ -15,7 +15,6 @@ logic is ``tf_rgbd.experiments.related_methods``; every flag is a field of
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 
 from absl import flags
@@ -32,9 +31,7 @@ def main(argv) -> int:
     del argv
     from tf_rgbd.experiments import related_methods  # noqa: PLC0415 (TF after flag parsing)
 
-    config = CONFIG_FLAGS.config()
-    if config.quick:
-        config = dataclasses.replace(config, **QUICK)
+    config = CONFIG_FLAGS.config(preset=QUICK if FLAGS.quick else None)
     report = related_methods.run_related_methods(config)
     name = "related_methods_quick" if config.quick else "related_methods"
     path = benchmarks.write_results(__file__, name, report)

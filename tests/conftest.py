@@ -22,6 +22,9 @@ if _cpus:
 LONG_RUNNING_FIRST = (
     "tests/test_build_md.py::test_the_documented_pipeline_commands_run_in_order",
     "tests/test_build_md.py::test_the_documented_standalone_commands_run",
+    "tests/experiments/test_demo.py",
+    "tests/training/test_multi_worker.py",
+    "tests/deploy/test_export.py",
     "tests/training/test_runner.py",
     "tests/training/test_rgbd_trainer.py",
     "tests/reliability/test_process_faults.py",

@@ -47,12 +47,14 @@ TINY = {
     "training.train_depthnet": [
         "--image_size=32", "--batch_size=4", "--steps=2", "--steps_per_epoch=2",
         "--base_filters=4", "--max_filters=8", "--discriminator_filters=4",
-        "--discriminator_downsamples=1", "--checkpoint_every_steps=2", "--verbose=0"],
+        "--discriminator_downsamples=1", "--checkpoint_every_steps=2", "--run_eagerly",
+        "--verbose=0"],
     "training.evaluate_depth": ["--batch_size=4"],
     "training.augment_dataset": ["--batch_size=4"],
     "training.train_depth_verifier": ["--image_size=32", "--batch_size=8", "--steps=2",
                                       "--steps_per_epoch=2", "--embedding_dim=16",
-                                      "--checkpoint_every_steps=2", "--verbose=0"],
+                                      "--checkpoint_every_steps=2", "--run_eagerly",
+                                      "--verbose=0"],
     "training.evaluate_depth_verifier": ["--batch_size=8", "--max_pairs=20"],
     "training.build_dmfr_domains": ["--batch_size=4"],
     "training.train_dmfr": ["--embedding_dim=16", "--disentangle_dim=16", "--batch_size=8",
@@ -60,7 +62,8 @@ TINY = {
                             "--run_eagerly", "--verbose=0"],
     "training.train_recognizer": [
         "--backbone=tiny", "--image_size=32", "--embedding_dim=16", "--batch_size=8",
-        "--epochs=1", "--steps_per_epoch=2", "--lr_decay_epochs=", "--verbose=0"],
+        "--epochs=1", "--steps_per_epoch=2", "--lr_decay_epochs=", "--run_eagerly",
+        "--verbose=0"],
     # Appended after "--": they go to the launched training command.
     "training.launch_local": [
         "--backbone=tiny", "--image_size=32", "--embedding_dim=16", "--batch_size=8",
@@ -82,7 +85,7 @@ TINY = {
                                "--reference=false"],
     "bench.input_pipeline": ["--quick"],
     "bench.depth_table": ["--num_identities=8", "--images_per_identity=3", "--image_size=32",
-                          "--steps=2", "--base_filters=4", "--batch_size=4"],
+                          "--steps=2", "--base_filters=4", "--batch_size=4", "--run_eagerly"],
     "export.identify": ["--far_target=0.25", "--batch_size=8"],
     "training.train_joint_reconstruction": [
         "--phase1_steps=1", "--phase2_steps=1", "--phase3_steps=1", "--batch_size=4",
@@ -94,7 +97,8 @@ TINY = {
     "bench.related_methods": ["--quick", "--methods=depth_identity"],
     "bench.ablation_table": ["--num_identities=6", "--images_per_identity=4",
                              "--image_size=32", "--embedding_dim=16", "--batch_size=8",
-                             "--epochs=1", "--steps_per_epoch=1", "--tables=8"],
+                             "--epochs=1", "--steps_per_epoch=1", "--tables=8",
+                             "--run_eagerly"],
 }
 # The real-dataset source whose fixture files stand in for "/data/<original_folder>".
 TEMPLATE_SOURCE = "bosphorus"

@@ -60,6 +60,9 @@ def test_enum_flags_reject_unknown_choices_and_validation_runs():
     binding, _ = _parse(RecognizerExperimentConfig(), ["--modalities=mask"])
     with pytest.raises(ValueError, match="at least one of rgb/depth"):
         binding.config()
+    binding, _ = _parse(RunConfigHolder(), ["--run_eagerly", "--jit_compile"])
+    with pytest.raises(ValueError, match="run_eagerly and jit_compile"):
+        binding.config()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +93,16 @@ def test_config_file_then_flags_then_overrides(tmp_path):
     config = binding.config()
     assert (config.run.batch_size, config.run.seed, config.run.data_dir) == (8, 3, "/from_file")
     assert (config.model.base_filters, config.model.arch) == (4, "cgan")
+
+
+def test_a_preset_replaces_the_defaults_and_given_flags_win_over_it():
+    from tf_rgbd.config.claims import QUICK, ClaimsConfig
+
+    binding, _ = _parse(ClaimsConfig(), ["--seeds=3,4", "--override=depth_steps=5"])
+    config = binding.config(preset=QUICK)
+    assert config.seeds == (3, 4) and config.depth_steps == 5        # given: they win
+    assert config.num_identities == QUICK["num_identities"]          # not given: the preset
+    assert binding.config().num_identities == ClaimsConfig().num_identities
 
 
 def test_yaml_config_files_and_partial_files_merge_over_the_defaults(tmp_path):

@@ -103,6 +103,6 @@ def tiny_system(tmp_path_factory) -> TinySystem:
         optimizer=SGDConfig(learning_rate=0.05, lr_decay_epochs=()),
         run=RunConfig(data_dir=augmented_dir, model_dir=run_dir, batch_size=8, epochs=1,
                       steps_per_epoch=3, checkpoint_every_steps=100, augment=False,
-                      image_grid_every_epochs=0, verbose="0"),
+                      image_grid_every_epochs=0, verbose="0", run_eagerly=True),
         depth_source="generated", variant="full"))
     return TinySystem(source_dir, generator_path, augmented_dir, run_dir)

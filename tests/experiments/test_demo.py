@@ -27,7 +27,7 @@ TINY = dict(num_identities=12, test_fraction=0.34, images_per_identity=6, data_i
             export_formats=("savedmodel",), calibration_samples=8,
             parity_samples=16, latency_formats=("keras",), latency_batch_sizes=(1,),
             latency_repeats=3,
-            gallery_probes_shown=2)
+            gallery_probes_shown=2, run_eagerly=True)
 
 
 @pytest.fixture(scope="module")

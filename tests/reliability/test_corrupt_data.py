@@ -42,7 +42,8 @@ def damaged(tmp_path):
 
 def _config(data_dir, model_dir, **run):
     values = dict(data_dir=data_dir, model_dir=model_dir, batch_size=2, steps=2,
-                  steps_per_epoch=2, val_split="", checkpoint_every_steps=2, verbose="0")
+                  steps_per_epoch=2, val_split="", checkpoint_every_steps=2, verbose="0",
+                  run_eagerly=True)
     values.update(run)
     return DepthTrainingConfig(
         model=tiny_model_config(image_size=SIZE, base_filters=4, max_filters=8,

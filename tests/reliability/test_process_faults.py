@@ -19,7 +19,8 @@ from tf_rgbd import io_utils
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
 TINY_DEPTHNET = ["--image_size=16", "--batch_size=2", "--base_filters=4", "--max_filters=8",
-                 "--discriminator_filters=4", "--discriminator_downsamples=1", "--val_split="]
+                 "--discriminator_filters=4", "--discriminator_downsamples=1", "--val_split=",
+                 "--run_eagerly"]
 
 
 def _file_size_limit(limit_bytes):

@@ -61,7 +61,7 @@ def test_finetune_on_gallery_reads_no_probe_example(tmp_path):
                                 discriminator_filters=4, discriminator_downsamples=1),
         run=RunConfig(data_dir=data_dir, model_dir=str(tmp_path / "run"), train_split="test",
                       val_split="test", batch_size=2, steps=2, checkpoint_every_steps=100,
-                      verbose="0"),
+                      verbose="0", run_eagerly=True),
         finetune_on="gallery")
     result = train_depth_model(config)
     assert result.summary["finetune_examples"] == len(GALLERY)

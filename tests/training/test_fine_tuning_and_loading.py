@@ -69,7 +69,7 @@ def test_depth_initialize_from_run_dir_keras_file_and_checkpoint(data_dir, tmp_p
         model=_depth_model(), run=RunConfig(data_dir=data_dir, model_dir=model_dir,
                                             batch_size=4, steps=2, steps_per_epoch=2,
                                             val_split="", checkpoint_every_steps=2,
-                                            verbose="0")))
+                                            verbose="0", run_eagerly=True)))
     trained = loading.load_depth_generator(os.path.join(model_dir, "generator.keras"))
     checkpoint = os.path.join(model_dir, CHECKPOINT_SUBDIR, "ckpt-2")
     for source, says in ((model_dir, "checkpoint"), (os.path.join(model_dir, "generator.keras"),
@@ -96,7 +96,8 @@ def _recognizer_experiment(data_dir, model_dir, **model):
         model=RecognizerModelConfig(**values), loss=RecognizerLossConfig(losses=("cls",)),
         optimizer=SGDConfig(learning_rate=0.05, lr_decay_epochs=()),
         run=RunConfig(data_dir=data_dir, model_dir=model_dir, batch_size=4, epochs=1,
-                      steps_per_epoch=2, checkpoint_every_steps=2, seed=1, verbose="0"),
+                      steps_per_epoch=2, checkpoint_every_steps=2, seed=1, verbose="0",
+                      run_eagerly=True),
         variant="full")
 
 

@@ -16,8 +16,9 @@ from tf_rgbd.training import joint_reconstruction_training as jt
 
 def _config(model_dir="", **overrides):
     fields = dict(run=RunConfig(data_dir=tiny_joint_dataset(), model_dir=model_dir, batch_size=4,
-                                augment=False, verbose="0", checkpoint_every_steps=1),
-                  num_shape_vertices=16, run_eagerly=True, phase1_steps=1, phase2_steps=1,
+                                augment=False, verbose="0", checkpoint_every_steps=1,
+                                run_eagerly=True),
+                  num_shape_vertices=16, phase1_steps=1, phase2_steps=1,
                   phase3_steps=2)
     fields.update(overrides)
     return JointReconstructionConfig(**fields)

@@ -181,7 +181,8 @@ def _write_tiny_dataset(directory):
 
 def _experiment(data_dir, model_dir, **run_overrides):
     run = dict(data_dir=data_dir, model_dir=model_dir, batch_size=8, epochs=1,
-               steps_per_epoch=3, checkpoint_every_steps=2, augment=True, verbose="0")
+               steps_per_epoch=3, checkpoint_every_steps=2, augment=True, verbose="0",
+               run_eagerly=True)
     run.update(run_overrides)
     return RecognizerExperimentConfig(
         model=_model_config(), loss=RecognizerLossConfig(),
@@ -283,8 +284,8 @@ def test_run_training_under_mirrored_strategy_fits(tmp_path):
         pytest.skip("needs the 2 logical CPUs configured in tests/conftest.py")
     data_dir, model_dir = str(tmp_path / "data"), str(tmp_path / "run")
     _write_tiny_dataset(data_dir)
-    experiment = _experiment(data_dir, model_dir, steps_per_epoch=2, strategy="mirrored",
-                             augment=False)
+    experiment = _experiment(data_dir, model_dir, steps_per_epoch=2, run_eagerly=False,
+                             strategy="mirrored", augment=False)
     summary = recognizer_training.run_training(experiment)
     assert summary["total_steps"] == 2
     assert os.path.exists(os.path.join(model_dir, "recognizer.keras"))

@@ -68,7 +68,7 @@ def test_resumed_dataset_skips_records_before_decoding_and_keeps_the_augmentatio
 def _recognizer_experiment(data_dir, model_dir, **run):
     values = dict(data_dir=data_dir, model_dir=model_dir, batch_size=4, epochs=2,
                   steps_per_epoch=3, checkpoint_every_steps=2, augment=True, seed=3,
-                  verbose="0")
+                  verbose="0", run_eagerly=True)
     values.update(run)
     return RecognizerExperimentConfig(
         model=RecognizerModelConfig(backbone="tiny", image_size=SIZE, embedding_dim=8,
@@ -126,7 +126,8 @@ def test_interrupted_and_resumed_recognizer_run_equals_the_uninterrupted_one(dat
 
 def _depth_config(data_dir, model_dir, **run):
     values = dict(data_dir=data_dir, model_dir=model_dir, batch_size=4, steps=2,
-                  steps_per_epoch=2, val_split="", checkpoint_every_steps=2, verbose="0")
+                  steps_per_epoch=2, val_split="", checkpoint_every_steps=2, verbose="0",
+                  run_eagerly=True)
     values.update(run)
     return DepthTrainingConfig(
         model=tiny_model_config(image_size=SIZE, base_filters=4, max_filters=8,
@@ -134,9 +135,11 @@ def _depth_config(data_dir, model_dir, **run):
         run=RunConfig(**values))
 
 
-PRECISION_RUNS = {"mixed_float16": dict(mixed_precision="mixed_float16"),
-                  "mixed_bfloat16": dict(mixed_precision="mixed_bfloat16"),
-                  "xla": dict(jit_compile=True)}
+# The traced step (what production runs) under each policy; the other runs of this file train
+# eagerly (RunConfig.run_eagerly: tracing costs more than their few steps).
+PRECISION_RUNS = {"mixed_float16": dict(mixed_precision="mixed_float16", run_eagerly=False),
+                  "mixed_bfloat16": dict(mixed_precision="mixed_bfloat16", run_eagerly=False),
+                  "xla": dict(jit_compile=True, run_eagerly=False)}
 
 
 def _assert_finite_and_decreasing(history, key):

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from tf_rgbd.config import choice
+from tf_rgbd.config.recognizer import (SAM_NORMALIZATIONS, RecognizerLossConfig,
+                                       RecognizerModelConfig)
+
 
 @dataclasses.dataclass(frozen=True)
 class ClaimsConfig:
@@ -30,6 +34,12 @@ class ClaimsConfig:
       recognizer_learning_rate: initial SGD learning rate.
       embedding_dim: f_id / f_style size.
       flip_test: add the flipped face's embedding at evaluation.
+      sam_normalization: the recognizers' SAM form (``tf_rgbd.models.recognizer``); the model
+        config's default unless set (issue 10 item 7 compares ``none`` and ``batch``).
+      sa_max_loss_gap: the L_SA rho cap of every recognizer (the loss config's default unless
+        set; ``inf`` = the printed formula).
+      run_eagerly: train every model without tracing its step (the smoke preset: at 2 steps
+        tracing costs more than training; see ``RunConfig.run_eagerly``).
       claims: measure only these claims (names in ``tf_rgbd.experiments.claims.CLAIMS``) and
         train only what they need; empty = every claim.
     """
@@ -51,6 +61,9 @@ class ClaimsConfig:
     recognizer_learning_rate: float = 0.1
     embedding_dim: int = 64
     flip_test: bool = True
+    sam_normalization: str = choice(RecognizerModelConfig.sam_normalization, SAM_NORMALIZATIONS)
+    sa_max_loss_gap: float = RecognizerLossConfig.sa_max_loss_gap
+    run_eagerly: bool = False
     claims: tuple[str, ...] = ()
 
     def __post_init__(self):
@@ -65,4 +78,23 @@ class ClaimsConfig:
 QUICK = dict(seeds=(0, 1), num_identities=8, images_per_identity=6, data_image_size=32,
              image_size=16, depth_steps=2, depth_batch_size=8, depth_base_filters=4,
              recognizer_epochs=1, recognizer_steps_per_epoch=2, recognizer_batch_size=8,
-             embedding_dim=16, flip_test=False)
+             embedding_dim=16, flip_test=False, run_eagerly=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClaimsComparisonConfig:
+    """Two finished claims runs compared value by value (``python -m bench.claims_compare``).
+
+    Attributes:
+      a_dir: the first run's ``--output_dir`` (its ``seed_*/seed_results.json`` are read).
+      b_dir: the second run's ``--output_dir``.
+      a_label: what distinguishes run A (e.g. ``sam_normalization=none``).
+      b_label: what distinguishes run B.
+      name: results name: ``bench/results/<name>.{json,md}``.
+    """
+
+    a_dir: str = ""
+    b_dir: str = ""
+    a_label: str = "A"
+    b_label: str = "B"
+    name: str = "claims_comparison"

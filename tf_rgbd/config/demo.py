@@ -21,6 +21,8 @@ class DemoConfig:
       output_dir: everything goes here (dataset, runs, export, gallery, report.html, report.md,
         metrics.json); a re-run continues where an interrupted one stopped.
       seed: seed of the dataset, of every model's weights and of the data order.
+      run_eagerly: train every model without tracing its step (smoke runs of a few steps,
+        where tracing costs more than training; see ``RunConfig.run_eagerly``).
       num_identities: synthetic identities (``test_fraction`` of them are the test identities
         that the protocol enrols and probes; >= 40 keeps one probe <= 1 rank-1 point).
       test_fraction: fraction of identities held out as the test split.
@@ -56,6 +58,7 @@ class DemoConfig:
 
     output_dir: str = "runs/demo"
     seed: int = 0
+    run_eagerly: bool = False
     num_identities: int = 160
     test_fraction: float = 0.25
     images_per_identity: int = 12

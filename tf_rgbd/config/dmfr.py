@@ -153,8 +153,6 @@ class DMFRExperimentConfig:
       pretrain_learning_rate: SGD learning rate of the pre-training.
       pretrain_from: an existing pre-training run directory to start from instead (shared by
         several runs); overrides ``pretrain_steps``.
-      run_eagerly: run the train steps eagerly, without tracing them (tiny smoke runs, where
-        tracing costs more than the steps; far slower per step on real sizes).
       num_classes: identities of the training split (filled when the run starts).
     """
 
@@ -168,7 +166,6 @@ class DMFRExperimentConfig:
     pretrain_steps: int = 100
     pretrain_learning_rate: float = 0.1
     pretrain_from: str = ""
-    run_eagerly: bool = False
     num_classes: int = no_flag(0)
 
     def __post_init__(self):

@@ -24,8 +24,8 @@ Two flags come with every config:
   (``run.batch_size``); the value is parsed as the field's type (``a,b`` for tuples, ``none``
   for an empty optional).
 
-Precedence, lowest first: the defaults, ``--config_file``, flags given on the command line,
-``--override``.
+Precedence, lowest first: the defaults (or a program's preset of them, e.g. ``--quick``),
+``--config_file``, flags given on the command line, ``--override``.
 """
 from __future__ import annotations
 
@@ -300,20 +300,24 @@ class ConfigFlags:
     leaves: Mapping[str, LeafField]
     required: frozenset
 
-    def config(self, **program_values: Any) -> Any:
-        """The config of the parsed flags; ``program_values`` (by field name) win over all."""
+    def config(self, preset: Optional[Mapping[str, Any]] = None, **program_values: Any) -> Any:
+        """The config of the parsed flags; ``program_values`` (by field name) win over all;
+        ``preset`` (top-level fields, e.g. a ``--quick`` size preset) replaces the defaults,
+        so the file, flags and overrides still win over it."""
         return config_from_flags(self.default_config, self.flag_values, self.required,
-                                 **program_values)
+                                 preset=preset, **program_values)
 
 
 def config_from_flags(default_config: Any, flag_values: flags.FlagValues = flags.FLAGS,
-                      required: Iterable[str] = (), **program_values: Any) -> Any:
+                      required: Iterable[str] = (), preset: Optional[Mapping[str, Any]] = None,
+                      **program_values: Any) -> Any:
     """The config described by the parsed flags (see the module docstring for precedence).
 
     Args:
       default_config: the same default instance the flags were defined from.
       flag_values: parsed flags.
       required: fields that must not be empty after everything is applied.
+      preset: top-level field values that replace the defaults (lowest precedence after them).
       **program_values: leaf fields the program sets itself (by flag name), applied last.
 
     Raises:
@@ -322,7 +326,7 @@ def config_from_flags(default_config: Any, flag_values: flags.FlagValues = flags
     """
     leaves = leaf_fields(default_config)
     all_leaves = _all_leaf_paths(default_config)
-    tree = config_lib.to_dict(default_config)
+    tree = config_lib.to_dict(dataclasses.replace(default_config, **(preset or {})))
     config_file = (flag_values[CONFIG_FILE_FLAG].value
                    if CONFIG_FILE_FLAG in flag_values else None)
     if config_file:

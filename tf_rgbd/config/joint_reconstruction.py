@@ -86,8 +86,6 @@ class JointReconstructionConfig:
       phase3_steps: phase III steps: end-to-end, L = lambda_r L_R (+ L_C for disentangle_id).
       morphable_model_dir: the 3DDFA-layout model a synthetic dataset was built with ('' =
         the built-in parametric head); checked against the records' landmarks.
-      run_eagerly: run the train steps eagerly instead of tracing them (faster for a
-        handful of steps, as in smoke tests; much slower for real runs).
       num_classes: identities of the training split (filled when training starts).
       latent_id_dim, latent_res_dim: resolved c_Id / c_Res sizes (filled when training
         starts).
@@ -107,7 +105,6 @@ class JointReconstructionConfig:
     phase2_steps: int = 100
     phase3_steps: int = 100
     morphable_model_dir: str = ""
-    run_eagerly: bool = False
     num_classes: int = no_flag(0)
     latent_id_dim: int = no_flag(0)
     latent_res_dim: int = no_flag(0)

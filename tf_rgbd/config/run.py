@@ -36,6 +36,9 @@ class RunConfig:
       mixed_precision: dtype policy: float32, mixed_float16 (GPU; loss scaling) or
         mixed_bfloat16 (CPUs with AVX-512 BF16, TPUs).
       jit_compile: XLA-compile the train and test steps.
+      run_eagerly: run the train and test steps eagerly, without tracing them: for debugging,
+        and for smoke runs of a few steps, where tracing costs more than the steps (a 2-step
+        tiny recognizer run: 29.5 -> 17.9 CPU-s; far slower per step at real sizes).
       augment: the pipeline's random flip / crop / colour jitter.
       seed: seed of the weights, the data order and the augmentation.
       init_from: fine-tune from a run directory, a checkpoint prefix or a .keras file (used only
@@ -63,6 +66,7 @@ class RunConfig:
     num_logical_cpus: int = 0
     mixed_precision: str = choice("float32", PRECISION_POLICIES)
     jit_compile: bool = False
+    run_eagerly: bool = False
     augment: bool = True
     seed: int = 0
     init_from: Optional[str] = None
@@ -90,6 +94,9 @@ class RunConfig:
         if self.on_corrupt_shard not in ON_CORRUPT_SHARD:
             raise ValueError(f"on_corrupt_shard must be one of {ON_CORRUPT_SHARD}, got "
                              f"{self.on_corrupt_shard!r}")
+        if self.run_eagerly and self.jit_compile:
+            raise ValueError("run_eagerly and jit_compile exclude each other (XLA compiles the "
+                             "traced step)")
         if self.num_logical_cpus < 0:
             raise ValueError(f"num_logical_cpus must be >= 0, got {self.num_logical_cpus}")
 

@@ -210,7 +210,8 @@ def _depth_config(config: ClaimsConfig, data_dir: str, model_dir: str, seed: int
         run=RunConfig(data_dir=data_dir, model_dir=model_dir, val_split="",
                       batch_size=config.depth_batch_size, steps=config.depth_steps,
                       steps_per_epoch=max(1, config.depth_steps // 2),
-                      checkpoint_every_steps=max(1, config.depth_steps), seed=seed, verbose="0"))
+                      checkpoint_every_steps=max(1, config.depth_steps), seed=seed, verbose="0",
+                      run_eagerly=config.run_eagerly))
 
 
 def selected_claims(config: ClaimsConfig) -> tuple[Claim, ...]:
@@ -295,9 +296,14 @@ def _recognizer_config(config: ClaimsConfig, data_dir: str, model_dir: str, seed
         run=RunConfig(data_dir=data_dir, model_dir=model_dir,
                       batch_size=config.recognizer_batch_size, epochs=epochs,
                       steps_per_epoch=config.recognizer_steps_per_epoch,
-                      checkpoint_every_steps=10**6, seed=seed, verbose="0"),
+                      checkpoint_every_steps=10**6, seed=seed, verbose="0",
+                      run_eagerly=config.run_eagerly),
         depth_source="generated")
-    return recognizer_config.apply_variant(experiment, variant)
+    experiment = recognizer_config.apply_variant(experiment, variant)
+    return dataclasses.replace(
+        experiment,
+        model=dataclasses.replace(experiment.model, sam_normalization=config.sam_normalization),
+        loss=dataclasses.replace(experiment.loss, sa_max_loss_gap=config.sa_max_loss_gap))
 
 
 def recognizer_stage(config: ClaimsConfig, generated_dir: str, seed_dir: str, seed: int,
@@ -391,3 +397,65 @@ def run_claims(config: ClaimsConfig, seeds: Optional[Sequence[int]] = None) -> d
             "per_seed": {str(seed): values for seed, values in per_seed.items()},
             "depth_coverage": coverage,
             "seconds": seconds}
+
+
+def read_seed_values(output_dir: str) -> dict[int, dict]:
+    """``{seed: {"values": ..., "config": ...}}`` of a claims run's finished seeds."""
+    found = {}
+    for entry in sorted(os.listdir(output_dir)):
+        path = os.path.join(output_dir, entry, SEED_RESULTS_FILE)
+        if entry.startswith("seed_") and os.path.exists(path):
+            with open(path, encoding="utf-8") as handle:
+                result = json.load(handle)
+            found[int(result["seed"])] = result
+    if not found:
+        raise FileNotFoundError(f"{output_dir}: no seed_*/{SEED_RESULTS_FILE}; is it the "
+                                "--output_dir of a finished python -m bench.claims run?")
+    return found
+
+
+def compare_runs(a_dir: str, b_dir: str, a_label: str = "A", b_label: str = "B") -> dict:
+    """Every rank-1 / depth value both runs measured, paired over their common seeds: B - A
+    (oriented so that > 0 = B better) with its 95 % interval, and the config fields that differ.
+    The seeds must have the same data (a run compares one setting, not two datasets)."""
+    a_runs, b_runs = read_seed_values(a_dir), read_seed_values(b_dir)
+    seeds = sorted(set(a_runs) & set(b_runs))
+    if len(seeds) < 2:
+        raise ValueError(f"{a_dir} and {b_dir} share {len(seeds)} seed(s); need >= 2 to pair")
+    a_config, b_config = a_runs[seeds[0]]["config"], b_runs[seeds[0]]["config"]
+    differs = {key: [a_config.get(key), b_config.get(key)]
+               for key in sorted(set(a_config) | set(b_config))
+               if a_config.get(key) != b_config.get(key)}
+    names = sorted(set.intersection(*[set(run[seed]["values"]) for run in (a_runs, b_runs)
+                                      for seed in seeds]))
+    rows = []
+    for name in names:
+        if not name.startswith(("rank1:", "depth:")):
+            continue
+        scale = 100.0 if name.startswith("rank1:") else 1.0
+        a = [a_runs[seed]["values"][name] * scale for seed in seeds]
+        b = [b_runs[seed]["values"][name] * scale for seed in seeds]
+        paired = paired_interval(b, a, higher_is_better=name.startswith("rank1:"))
+        rows.append({"value": name, "a_mean": paired["b_mean"], "a_std": paired["b_std"],
+                     "b_mean": paired["a_mean"], "b_std": paired["a_std"], "a_values": a,
+                     "b_values": b, "b_better_by": paired["difference"],
+                     "ci95": paired["ci95"],
+                     "verdict": "identical" if a == b else {
+                         "holds": "B better", "does not hold": "B worse"}.get(
+                             paired["verdict"], paired["verdict"])})
+    lines = [f"Seeds {seeds}; A = {a_label} ({a_dir}), B = {b_label} ({b_dir}); config fields "
+             f"that differ: {differs or 'none'}. Rank-1 in %, depth MSE on the 0-255 scale; "
+             "'B better by' > 0 means B is better.", "",
+             "| value | A mean ± std | B mean ± std | B better by | 95% CI | verdict | A per seed"
+             " | B per seed |", "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(
+            f"| {row['value']} | {row['a_mean']:.1f} ± {row['a_std']:.1f} | "
+            f"{row['b_mean']:.1f} ± {row['b_std']:.1f} | {row['b_better_by']:+.1f} | "
+            f"[{row['ci95'][0]:+.1f}, {row['ci95'][1]:+.1f}] | {row['verdict']} | "
+            f"{', '.join(f'{v:.1f}' for v in row['a_values'])} | "
+            f"{', '.join(f'{v:.1f}' for v in row['b_values'])} |")
+    return {"a": {"label": a_label, "dir": a_dir}, "b": {"label": b_label, "dir": b_dir},
+            "seeds": seeds, "config_differences": differs, "rows": rows,
+            "markdown": "\n".join(lines)}
+

@@ -189,7 +189,8 @@ def _depth_training_config(context: DemoContext, model_dir: str, overrides: Mapp
                       batch_size=config.depth_batch_size, steps=config.depth_steps,
                       steps_per_epoch=max(1, config.depth_steps // 4),
                       checkpoint_every_steps=max(1, config.depth_steps // 4),
-                      image_grid_every_epochs=0, seed=config.seed, verbose="0"))
+                      image_grid_every_epochs=0, seed=config.seed, verbose="0",
+                      run_eagerly=config.run_eagerly))
 
 
 def stage_depth_models(context: DemoContext) -> dict:
@@ -291,7 +292,8 @@ def recognizer_experiment(context: DemoContext, variant: str):
                       epochs=config.recognizer_epochs,
                       steps_per_epoch=config.recognizer_steps_per_epoch,
                       checkpoint_every_steps=max(1, config.recognizer_steps_per_epoch),
-                      image_grid_every_epochs=0, seed=config.seed, verbose="0"),
+                      image_grid_every_epochs=0, seed=config.seed, verbose="0",
+                      run_eagerly=config.run_eagerly),
         depth_source="generated")
     return recognizer_config.with_model_dir(recognizer_config.apply_variant(base, variant),
                                             context.run_dir(variant))

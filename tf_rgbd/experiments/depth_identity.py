@@ -38,9 +38,10 @@ GENERATORS = (DEPTHNET, CGAN)
 FULL = dict(image_size=32, depth_steps=150, depth_batch_size=16, depth_base_filters=8,
             depth_learning_rate=2e-3, verifier_steps=300, verifier_batch_size=32,
             embedding_dim=64, verifier_learning_rate=1e-3, margin=1.0, max_pairs=500,
-            val_identity_fraction=0.25)
+            val_identity_fraction=0.25, run_eagerly=False)
 QUICK = dict(FULL, image_size=16, depth_steps=2, depth_batch_size=4, depth_base_filters=4,
-             verifier_steps=4, verifier_batch_size=8, embedding_dim=16, max_pairs=50)
+             verifier_steps=4, verifier_batch_size=8, embedding_dim=16, max_pairs=50,
+             run_eagerly=True)
 
 
 def _depth_config(sizes: Mapping, data_dir: str, model_dir: str, seed: int, overrides: Mapping):
@@ -58,7 +59,7 @@ def _depth_config(sizes: Mapping, data_dir: str, model_dir: str, seed: int, over
         run=RunConfig(data_dir=data_dir, model_dir=model_dir, val_split="",
                       batch_size=sizes["depth_batch_size"], steps=steps,
                       steps_per_epoch=max(1, steps // 2), checkpoint_every_steps=max(1, steps),
-                      seed=seed, verbose="0"))
+                      seed=seed, verbose="0", run_eagerly=sizes["run_eagerly"]))
 
 
 def _verifier_config(sizes: Mapping, data_dir: str, model_dir: str, seed: int):
@@ -75,7 +76,7 @@ def _verifier_config(sizes: Mapping, data_dir: str, model_dir: str, seed: int):
         run=RunConfig(data_dir=data_dir, model_dir=model_dir, val_split="",
                       batch_size=sizes["verifier_batch_size"], steps=steps,
                       steps_per_epoch=max(1, steps // 3), checkpoint_every_steps=max(1, steps),
-                      seed=seed, verbose="0"),
+                      seed=seed, verbose="0", run_eagerly=sizes["run_eagerly"]),
         val_identity_fraction=sizes["val_identity_fraction"])
 
 

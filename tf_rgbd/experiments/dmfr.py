@@ -129,11 +129,10 @@ def experiment_config(method: str, data_dir: str, domains_dir: str, model_dir: s
         run=RunConfig(data_dir=data_dir, model_dir=model_dir, batch_size=sizes["batch_size"],
                       steps=steps, steps_per_epoch=max(1, steps // 2),
                       checkpoint_every_steps=max(1, steps), seed=seed, augment=False,
-                      verbose="0"),
+                      verbose="0", run_eagerly=bool(sizes.get("run_eagerly", False))),
         dmfr=dmfr, mix_generated=method == "baseline_mixed", domains_dir=domains_dir,
         pretrain_steps=sizes["pretrain_steps"],
-        pretrain_learning_rate=sizes["pretrain_learning_rate"], pretrain_from=pretrain_from,
-        run_eagerly=bool(sizes.get("run_eagerly", False)))
+        pretrain_learning_rate=sizes["pretrain_learning_rate"], pretrain_from=pretrain_from)
 
 
 def run_seed(data_dir: str, workdir: str, seed: int, quick: bool = False) -> dict:

@@ -68,10 +68,11 @@ def experiment_config(data_dir: str, model_dir: str, variant: str, seed: int, si
         model=JointModelConfig(backbone=sizes.backbone, image_size=sizes.image_size),
         run=RunConfig(data_dir=data_dir, model_dir=model_dir, batch_size=sizes.batch_size,
                       seed=seed, augment=False, verbose="0", init_from=init_from,
-                      checkpoint_every_steps=max(sizes.phase1_steps, sizes.phase3_steps)),
+                      checkpoint_every_steps=max(sizes.phase1_steps, sizes.phase3_steps),
+                      run_eagerly=sizes.run_eagerly),
         variant=variant, num_shape_vertices=sizes.num_shape_vertices,
         phase1_steps=0 if init_from else sizes.phase1_steps, phase2_steps=sizes.phase2_steps,
-        phase3_steps=sizes.phase3_steps, run_eagerly=sizes.run_eagerly)
+        phase3_steps=sizes.phase3_steps)
 
 
 def train_and_evaluate(config: JointReconstructionConfig, split: str = "test",

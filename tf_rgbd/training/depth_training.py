@@ -150,7 +150,7 @@ class DepthTrainingTask(runner.TrainingTask):
         trainer.compile(make_optimizer(config.optimizer, context.loss_scaling, "generator_adam"),
                         make_optimizer(config.optimizer, context.loss_scaling,
                                        "discriminator_adam"),
-                        jit_compile=config.run.jit_compile)
+                        jit_compile=config.run.jit_compile, run_eagerly=config.run.run_eagerly)
         trainer.build_for_training(config.model.image_size)
         return runner.BuiltTrainer(trainer, trainer.checkpoint_trackables())
 

@@ -239,7 +239,7 @@ class DMFRTrainingTask(runner.TrainingTask):
             self._network(), self.phase, experiment.loss, optimizer_config,
             context.steps_per_epoch, seed=experiment.run.seed,
             jit_compile=experiment.run.jit_compile, loss_scaling=context.loss_scaling,
-            run_eagerly=experiment.run_eagerly)
+            run_eagerly=experiment.run.run_eagerly)
         return runner.BuiltTrainer(trainer, {"network": trainer.network, "optimizer": optimizer})
 
     def train_dataset(self, context: runner.RunContext, skip_examples: int) -> tf.data.Dataset:

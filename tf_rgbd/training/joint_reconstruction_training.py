@@ -379,7 +379,7 @@ class JointPhaseTask(runner.TrainingTask):
         if context.loss_scaling:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         trainer.compile(optimizer=optimizer, jit_compile=config.run.jit_compile,
-                        run_eagerly=config.run_eagerly)
+                        run_eagerly=config.run.run_eagerly)
         strategy_lib.build_optimizers([(optimizer, trainer.trained_variables())])
         return runner.BuiltTrainer(trainer, {"model": model, "optimizer": optimizer})
 

@@ -85,7 +85,7 @@ class RecognizerTrainingTask(runner.TrainingTask):
         trainer, optimizer = build_trainer(
             experiment.model, experiment.loss, experiment.optimizer, experiment.num_classes,
             context.steps_per_epoch, self.depth_key, jit_compile=experiment.run.jit_compile,
-            loss_scaling=context.loss_scaling)
+            loss_scaling=context.loss_scaling, run_eagerly=experiment.run.run_eagerly)
         return runner.BuiltTrainer(trainer, {"recognizer": trainer.recognizer,
                                              "optimizer": optimizer})
 

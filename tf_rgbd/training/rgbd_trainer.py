@@ -220,7 +220,8 @@ def build_trainer(model_config: RecognizerModelConfig, loss_config: RecognizerLo
                   optimizer_config: SGDConfig, num_classes: int, steps_per_epoch: int,
                   depth_key: str = "depth",
                   recognizer: Optional[SegmentationGuidedRecognizer] = None,
-                  jit_compile: bool = False, loss_scaling: bool = False
+                  jit_compile: bool = False, loss_scaling: bool = False,
+                  run_eagerly: bool = False
                   ) -> tuple[RGBDRecognizerTrainer, keras.optimizers.Optimizer]:
     """Builds recognizer, trainer and optimiser, all variables created (call inside the scope).
 
@@ -233,6 +234,6 @@ def build_trainer(model_config: RecognizerModelConfig, loss_config: RecognizerLo
                                     name="rgbd_recognizer_trainer")
     trainer.built = True
     optimizer = build_optimizer(optimizer_config, steps_per_epoch, loss_scaling)
-    trainer.compile(optimizer=optimizer, jit_compile=jit_compile)
+    trainer.compile(optimizer=optimizer, jit_compile=jit_compile, run_eagerly=run_eagerly)
     strategy_lib.build_optimizers([(optimizer, recognizer.trainable_variables)])
     return trainer, optimizer

@@ -83,7 +83,8 @@ class DepthVerifierTrainingTask(runner.TrainingTask):
         optimizer = keras.optimizers.Adam(config.optimizer.learning_rate, name="verifier_adam")
         if context.loss_scaling:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name="verifier_loss_scale")
-        trainer.compile(optimizer=optimizer, jit_compile=config.run.jit_compile)
+        trainer.compile(optimizer=optimizer, jit_compile=config.run.jit_compile,
+                        run_eagerly=config.run.run_eagerly)
         trainer.build_for_training()
         return runner.BuiltTrainer(trainer, {"verifier": verifier, "optimizer": optimizer})
 
