@@ -55,3 +55,37 @@ def test_a_claim_subset_trains_only_what_it_needs():
     assert recognizers == claims.RECOGNIZER_RUNS
     with pytest.raises(ValueError, match="unknown"):
         claims.selected_claims(ClaimsConfig(claims=("tab9",)))
+
+
+def _write_run(root, values_per_seed, config):
+    import json
+    import os
+
+    for seed, values in values_per_seed.items():
+        os.makedirs(root / f"seed_{seed}")
+        (root / f"seed_{seed}" / claims.SEED_RESULTS_FILE).write_text(json.dumps(
+            {"seed": seed, "config": config, "values": values}))
+    return str(root)
+
+
+def test_two_runs_are_compared_value_by_value_over_their_common_seeds(tmp_path):
+    a = _write_run(tmp_path / "a", {0: {"rank1:x/gt": 0.20, "depth:d": 700.0, "coverage:d": 1.0},
+                                    1: {"rank1:x/gt": 0.30, "depth:d": 650.0},
+                                    2: {"rank1:x/gt": 0.25, "depth:d": 600.0}},
+                   {"sam_normalization": "none", "seeds_field": 1})
+    b = _write_run(tmp_path / "b", {0: {"rank1:x/gt": 0.40, "depth:d": 700.0},
+                                    1: {"rank1:x/gt": 0.50, "depth:d": 650.0},
+                                    3: {"rank1:x/gt": 0.90, "depth:d": 1.0}},
+                   {"sam_normalization": "batch", "seeds_field": 1})
+    report = claims.compare_runs(a, b, "none", "batch")
+    assert report["seeds"] == [0, 1]
+    assert report["config_differences"] == {"sam_normalization": ["none", "batch"]}
+    rows = {row["value"]: row for row in report["rows"]}
+    assert set(rows) == {"rank1:x/gt", "depth:d"}            # coverage is not compared
+    rank1 = rows["rank1:x/gt"]
+    assert rank1["a_values"] == [20.0, 30.0] and rank1["b_values"] == [40.0, 50.0]
+    assert rank1["b_better_by"] == pytest.approx(20.0) and rank1["verdict"] == "B better"
+    assert rows["depth:d"]["verdict"] == "identical"
+    assert "| rank1:x/gt | 25.0 ± 7.1 | 45.0 ± 7.1 | +20.0 |" in report["markdown"]
+    with pytest.raises(FileNotFoundError, match="no seed_"):
+        claims.compare_runs(str(tmp_path), b)

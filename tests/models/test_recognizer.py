@@ -140,8 +140,9 @@ def test_attention_options_save_and_apply(tmp_path):
                 for stage in recognizer_lib.ATTENTION_STAGES}
 
     np.testing.assert_allclose(embedding(model, constant(0.0)), embedding(model, {}), atol=1e-5)
-    plain = _tiny()
-    assert plain.attention_mode == "multiply" and plain.sam_normalization == "none"
+    default = _tiny()
+    assert (default.attention_mode, default.sam_normalization) == ("multiply", "batch")
+    plain = _tiny(sam_normalization="none")        # the printed form
     np.testing.assert_allclose(embedding(plain, constant(1.0)), embedding(plain, {}), atol=1e-5)
     with pytest.raises(ValueError, match="attention_mode"):
         _tiny(attention_mode="add")

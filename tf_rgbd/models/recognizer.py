@@ -47,8 +47,13 @@ vanished (sum(kernel) -0.1 -> +39 by step 50; with momentum 0 it stays at 3-4), 
 logits to |z| >> 10. Depending on the seed the map ends at A = 1 everywhere (the mask branch
 is a no-op) or as a hard 0/1 gate that zeroes most positions; either way sigma' ~ 0 and it
 never recovers. ``sam_normalization="batch"`` keeps |z| within a few units with a live
-per-face contrast, but has not been shown to improve rank-1 at the bench's size (the
-seed-to-seed spread is larger than the differences), so the printed form stays the default.
+per-face contrast, and is the default since the seeded claims benchmark (issue 10 item 7;
+``python -m bench.claims``, 5 seeds, the same data, depth models and seeds for both forms;
+``bench/results/claims_sam_none_vs_batch.md``) measured: with the printed form the
+classification-only RGB+D+M model collapsed to constant embeddings (rank-1 0, EER 0.5,
+|kernel| 6.8-7.7) in 2 of 5 seeds, with ``batch`` in none; no row's mean rank-1 differed
+between the two forms beyond its 95 % interval (e.g. the full model with D* at test
+32.2 +- 4.6 -> 34.2 +- 4.4 %). ``none`` keeps the printed form for comparison.
 
 :func:`build_inference_model` wraps the trained encoders in a training-free functional model
 (dynamic batch, named inputs ``rgb``/``depth``/``mask``, L2-normalised outputs
@@ -197,8 +202,9 @@ class SegmentationGuidedRecognizer(keras.Model):
       dropout_rate: dropout in the identity embedding heads.
       margin_s, margin_m1, margin_m2, margin_m3: C_id's CombinedMargin parameters.
       sam_kernel_size: the SAM convolution size (7).
-      sam_normalization: ``none`` (sigmoid(conv + bias), as printed) or ``batch`` (conv -> BN ->
-        sigmoid, CBAM's reference SpatialGate; one BN per attention stage).
+      sam_normalization: ``batch`` (conv -> BN -> sigmoid, CBAM's reference SpatialGate; one BN
+        per attention stage; the default, see the module docstring) or ``none``
+        (sigmoid(conv + bias), as printed).
       attention_mode: ``multiply`` (x * A, the paper) or ``residual`` (x * (1 + A)).
 
     ``call(inputs)`` returns a dict with, for each enabled branch b in (rgb, depth),
@@ -211,7 +217,7 @@ class SegmentationGuidedRecognizer(keras.Model):
                  modalities: Sequence[str] = MODALITIES, embedding_dim: int = 512,
                  dropout_rate: float = 0.4, margin_s: float = 64.0, margin_m1: float = 1.0,
                  margin_m2: float = 0.5, margin_m3: float = 0.0, se_reduction: int = 16,
-                 sam_kernel_size: int = 7, sam_normalization: str = "none",
+                 sam_kernel_size: int = 7, sam_normalization: str = "batch",
                  attention_mode: str = "multiply", bn_momentum: float = blocks.BN_MOMENTUM,
                  bn_epsilon: float = blocks.BN_EPSILON, **kwargs):
         super().__init__(**kwargs)
