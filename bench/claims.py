@@ -10,7 +10,8 @@ RGB with Dgt and with D* at test; Tab. 7 modality rows with the classification l
 Tab. 8 loss terms in the paper's order; the D* vs Dgt gap) it prints and writes the paper's
 statement, the mean +- std of each side over the seeds, the paired difference with its 95 %
 t-interval and the verdict (holds / does not hold / inconclusive), as
-``bench/results/claims.json`` and ``bench/results/claims.md`` (and ``<output_dir>/claims.md``).
+``bench/results/claims.json`` and ``bench/results/claims.md`` (and ``<output_dir>/claims.md``);
+a run with a claim subset or changed sizes/settings writes ``claims_custom.*`` instead.
 Every flag is a field of ``tf_rgbd.config.claims.ClaimsConfig``; a re-run reuses finished
 seeds. The logic is ``tf_rgbd.experiments.claims``.
 """
@@ -36,7 +37,7 @@ def main(argv) -> int:
 
     config = CONFIG_FLAGS.config(preset=QUICK if FLAGS.quick else None)
     report = claims.run_claims(config)
-    name = "claims_quick" if FLAGS.quick else "claims"
+    name = claims.results_name(config, FLAGS.quick)
     path = benchmarks.write_results(__file__, name, report)
     markdown_path = os.path.splitext(path)[0] + ".md"
     text = f"# Claims of the paper, measured ({name})\n\n{report['markdown']}\n"

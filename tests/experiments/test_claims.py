@@ -89,3 +89,13 @@ def test_two_runs_are_compared_value_by_value_over_their_common_seeds(tmp_path):
     assert "| rank1:x/gt | 25.0 ± 7.1 | 45.0 ± 7.1 | +20.0 |" in report["markdown"]
     with pytest.raises(FileNotFoundError, match="no seed_"):
         claims.compare_runs(str(tmp_path), b)
+
+
+def test_only_the_default_measurement_is_written_as_the_claims_table():
+    from tf_rgbd.config.claims import ClaimsConfig
+
+    assert claims.results_name(ClaimsConfig(output_dir="/x", num_workers=2), False) == "claims"
+    assert claims.results_name(ClaimsConfig(), True) == "claims_quick"
+    for changed in (dict(claims=("tab8_add_sa",)), dict(sam_normalization="none"),
+                    dict(seeds=(0, 1, 2))):
+        assert claims.results_name(ClaimsConfig(**changed), False) == "claims_custom", changed

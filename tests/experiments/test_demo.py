@@ -162,6 +162,8 @@ def test_a_rerun_skips_finished_stages_and_resumes_a_forgotten_one(demo_run):
     with open(os.path.join(config.output_dir, "report.html"), encoding="utf-8") as handle:
         text = handle.read()
     assert "Method X (test row)" in text and "claim_y" in text and "inconclusive" in text
+    # Rank-1 claims are stored as fractions and shown in points, as in bench/results/claims.md.
+    assert "rank-1 (points)" in text and "[-10.00, 20.00]" in text
 
 
 def test_a_demo_directory_refuses_other_sizes(demo_run):
@@ -200,3 +202,18 @@ def test_a_gated_out_artefact_is_shown_as_failed_with_its_figures(demo_run):
     assert "pipeline/tflite_int8" in row_html and "FAIL" in row_html
     assert "0.823700" in row_html and "mean cosine 0.8237 &lt; 0.99" in row_html
     assert "1/2 passed" in page
+
+
+def test_a_collapsed_model_is_flagged_in_the_report(demo_run):
+    from tf_rgbd.experiments import report
+
+    config, _, _ = demo_run
+    with open(os.path.join(config.output_dir, "metrics.json"), encoding="utf-8") as handle:
+        metrics = json.load(handle)
+    evaluations = metrics["stages"]["recognition"]["result"]["evaluations"]
+    assert all(not evaluation["collapsed_branches"] for evaluation in evaluations.values())
+    assert "collapsed model" not in report.render_markdown(report.build_sections(metrics), "t")
+    key = next(iter(evaluations))
+    evaluations[key].update(collapsed_branches=["rgb"], embedding_spread={"rgb": 2e-8})
+    text = report.render_markdown(report.build_sections(metrics), "t")
+    assert f"`{key}`: the rgb embeddings are (nearly) constant" in text and "2.00e-08" in text

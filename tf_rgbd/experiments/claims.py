@@ -459,3 +459,12 @@ def compare_runs(a_dir: str, b_dir: str, a_label: str = "A", b_label: str = "B")
             "seeds": seeds, "config_differences": differs, "rows": rows,
             "markdown": "\n".join(lines)}
 
+
+def results_name(config: ClaimsConfig, quick: bool) -> str:
+    """``claims`` only for the default measurement (every claim, default sizes and settings;
+    where it runs does not matter), so that a subset or a changed setting never overwrites the
+    committed table: ``claims_quick`` for --quick, ``claims_custom`` otherwise."""
+    if quick:
+        return "claims_quick"
+    where = dict(output_dir=config.output_dir, num_workers=config.num_workers)
+    return "claims" if config == ClaimsConfig(**where) else "claims_custom"

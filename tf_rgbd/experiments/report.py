@@ -87,6 +87,10 @@ def _number(value: Any, digits: int = 2) -> str:
     return f"{number:.{digits}f}"
 
 
+def _scaled(value: Any, factor: float) -> Any:
+    return value * factor if isinstance(value, (int, float)) else value
+
+
 def _percent(fraction: Any, digits: int = 1) -> str:
     if fraction is None or (isinstance(fraction, float) and math.isnan(fraction)):
         return "–"
@@ -203,11 +207,17 @@ def _summary(metrics: Mapping) -> Section:
         blocks.append(Paragraph(
             f"**Claims of the paper** ({kind}: `{claims.get('command') or claims['path']}`, "
             f"{claims.get('measured_at', '')}):"))
+        def scale(row) -> float:   # rank-1 is stored as a fraction; shown in points
+            return 100.0 if str(row.get("metric", "")).startswith("average rank-1") else 1.0
+
         blocks.append(Table(
-            ["claim", "statement", "A vs B", "difference (A better)", "95% CI", "verdict"],
+            ["claim", "statement", "A vs B", "metric", "difference (A better)", "95% CI",
+             "verdict"],
             [[row["claim"], row["statement"], f"{row['a']} vs {row['b']}",
-              _number(row.get("difference"), 3),
-              "[" + ", ".join(_number(v, 3) for v in (row.get("ci95") or [])) + "]",
+              "rank-1 (points)" if scale(row) == 100.0 else "depth MSE (0-255)",
+              _number(_scaled(row.get("difference"), scale(row)), 2),
+              "[" + ", ".join(_number(_scaled(v, scale(row)), 2)
+                              for v in (row.get("ci95") or [])) + "]",
               row["verdict"]] for row in claims["rows"]]))
     else:
         blocks.append(Paragraph(
@@ -336,6 +346,16 @@ def _recognition_section(metrics: Mapping) -> Optional[Section]:
                "AUC"], verification_rows,
               caption="Verification over all gallery × probe pairs (– where fewer than 1/FAR "
                       "impostor pairs exist).")]
+    collapsed = {key: evaluation["collapsed_branches"] for key, evaluation in evaluations.items()
+                 if evaluation.get("collapsed_branches")}
+    if collapsed:
+        blocks.insert(0, Paragraph(
+            "**Warning: collapsed model.** " + "; ".join(
+                f"`{key}`: the {', '.join(branches)} embeddings are (nearly) constant over the "
+                f"test split (per-dimension std "
+                f"{', '.join(_number(evaluations[key]['embedding_spread'][b], 2) for b in branches)})"
+                for key, branches in collapsed.items())
+            + ". Every score ties, so these rows' rank-1 and EER measure nothing."))
     figures = result.get("figures", {})
     data = "generated/test-*.tfrecord"
     for key, caption in (
