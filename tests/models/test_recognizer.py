@@ -52,8 +52,10 @@ def test_sam_is_one_shared_variable_set():
             if isinstance(layer, blocks.SpatialAttention)]
     assert len(sams) == 1
     sam_ids = {id(variable) for variable in sams[0].trainable_variables}
-    assert len(sam_ids) == 2  # one 7x7x2x1 kernel + bias
-    assert sum(id(variable) in sam_ids for variable in model.trainable_variables) == 2
+    # One 7x7x2x1 kernel (no bias before BN) + gamma/beta of each attention stage's BN.
+    expected = 1 + 2 * len(recognizer_lib.ATTENTION_STAGES)
+    assert len(sam_ids) == expected
+    assert sum(id(variable) in sam_ids for variable in model.trainable_variables) == expected
     # Both branches depend on it: each branch's identity feature has a SAM gradient.
     inputs = _inputs()
     for branch in ("rgb", "depth"):

@@ -44,7 +44,11 @@ RECOGNIZER = ["-m", "training.train_recognizer", "--backbone=tiny", f"--image_si
               # (rho of eq. 11 switches on a loss comparison; measured 4e-3 after step 2), while
               # with ArcFace alone they grow ~20x per step (4.5e-5 after step 2).
               "--losses=cls", "--augment=false", "--checkpoint_every_steps=1", "--max_to_keep=10",
-              "--verbose=0"]
+              # The printed SAM: the default's BN over the 1-channel attention logits of these
+              # flat synthetic masks amplifies the 1-vs-2-process float rounding ~10x (measured
+              # 1.2e-4 after step 1, against 0.9e-6 .. 1.5e-5 without it), above the issue's 1e-4
+              # bound for step 1; the distribution logic under test is the same either way.
+              "--sam_normalization=none", "--verbose=0"]
 DEPTHNET = ["-m", "training.train_depthnet", f"--image_size={SIZE}", "--batch_size=8",
             "--steps_per_epoch=1", "--epochs=2", "--base_filters=4", "--max_filters=8",
             "--discriminator_filters=4", "--discriminator_downsamples=1",
