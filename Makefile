@@ -26,7 +26,7 @@ $(STAMP): setup.py
 	@touch $@
 
 test: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest tests -n $(PYTEST_WORKERS) --dist worksteal --durations=25
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest tests -n $(PYTEST_WORKERS) --dist loadgroup --durations=25
 
 # The fast benches (quick modes; tables printed, JSON in bench/results/). PyTorch rows need the
 # [bench] extra: pip install -e '.[bench]'.
