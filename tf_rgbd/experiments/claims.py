@@ -290,7 +290,9 @@ def _recognizer_config(config: ClaimsConfig, data_dir: str, model_dir: str, seed
                           if 0 < epoch < epochs}))
     experiment = recognizer_config.RecognizerExperimentConfig(
         model=recognizer_config.RecognizerModelConfig(
-            backbone="tiny", image_size=config.image_size, embedding_dim=config.embedding_dim),
+            backbone="tiny", image_size=config.image_size, embedding_dim=config.embedding_dim,
+            sam_normalization=config.sam_normalization),
+        loss=recognizer_config.RecognizerLossConfig(sa_max_loss_gap=config.sa_max_loss_gap),
         optimizer=recognizer_config.SGDConfig(learning_rate=config.recognizer_learning_rate,
                                               lr_decay_epochs=decay),
         run=RunConfig(data_dir=data_dir, model_dir=model_dir,
@@ -299,11 +301,7 @@ def _recognizer_config(config: ClaimsConfig, data_dir: str, model_dir: str, seed
                       checkpoint_every_steps=10**6, seed=seed, verbose="0",
                       run_eagerly=config.run_eagerly),
         depth_source="generated")
-    experiment = recognizer_config.apply_variant(experiment, variant)
-    return dataclasses.replace(
-        experiment,
-        model=dataclasses.replace(experiment.model, sam_normalization=config.sam_normalization),
-        loss=dataclasses.replace(experiment.loss, sa_max_loss_gap=config.sa_max_loss_gap))
+    return recognizer_config.apply_variant(experiment, variant)
 
 
 def recognizer_stage(config: ClaimsConfig, generated_dir: str, seed_dir: str, seed: int,
@@ -435,6 +433,7 @@ def compare_runs(a_dir: str, b_dir: str, a_label: str = "A", b_label: str = "B")
         scale = 100.0 if name.startswith("rank1:") else 1.0
         a = [a_runs[seed]["values"][name] * scale for seed in seeds]
         b = [b_runs[seed]["values"][name] * scale for seed in seeds]
+        # paired_interval's first side is run B here ("difference" > 0 = B better).
         paired = paired_interval(b, a, higher_is_better=name.startswith("rank1:"))
         rows.append({"value": name, "a_mean": paired["b_mean"], "a_std": paired["b_std"],
                      "b_mean": paired["a_mean"], "b_std": paired["a_std"], "a_values": a,
