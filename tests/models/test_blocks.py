@@ -129,7 +129,6 @@ def test_fused_batch_norm_and_prelu_match_keras(policy):
                   keras.layers.BatchNormalization(momentum=0.9, epsilon=2e-5)),
                  (blocks.PReLU(shared_axes=[1, 2], alpha_initializer="glorot_uniform"),
                   keras.layers.PReLU(shared_axes=[1, 2]))]
-        pairs[0][0].fused_training = True   # the kernel path (off by default, see blocks)
         for ours, reference in pairs:
             ours.build(inputs.shape)
             reference.build(inputs.shape)

@@ -48,7 +48,12 @@ RECOGNIZER = ["-m", "training.train_recognizer", "--backbone=tiny", f"--image_si
               # flat synthetic masks amplifies the 1-vs-2-process float rounding ~10x (measured
               # 1.2e-4 after step 1, against 0.9e-6 .. 1.5e-5 without it), above the issue's 1e-4
               # bound for step 1; the distribution logic under test is the same either way.
-              "--sam_normalization=none", "--verbose=0"]
+              "--sam_normalization=none",
+              # Keras' op-by-op batch norm: with the fused kernel (the default) the runs agree to
+              # 1.5e-5 after step 1 too, but the rounding grows ~80x in step 2 (measured 1.2e-3,
+              # 1.1e-2, 4.7e-2 at steps 2-4, largest in the depth stem over these flat depth
+              # maps), where Keras' two-pass moments grow it ~20x; the distribution is the same.
+              "--fused_batch_norm=false", "--verbose=0"]
 DEPTHNET = ["-m", "training.train_depthnet", f"--image_size={SIZE}", "--batch_size=8",
             "--steps_per_epoch=1", "--epochs=2", "--base_filters=4", "--max_filters=8",
             "--discriminator_filters=4", "--discriminator_downsamples=1",

@@ -21,6 +21,7 @@ import tensorflow as tf
 from tf_rgbd.data import preview
 from tf_rgbd.data.schema import NUM_MASK_CLASSES
 from tf_rgbd.losses import reconstruction
+from tf_rgbd.models import blocks
 from tf_rgbd.metrics import depth as depth_metrics
 from tf_rgbd.training import strategy as strategy_lib
 
@@ -113,6 +114,8 @@ class DepthTrainerBase(keras.Model):
         if self.generator_optimizer is None or self.discriminator_optimizer is None:
             raise RuntimeError(f"{self.name}: call compile(generator_optimizer, "
                                "discriminator_optimizer) before build_for_training")
+        # Every layer exists now (the discriminators are built above).
+        blocks.set_fused_batch_norm_training(self, not self.jit_compile)
         strategy_lib.build_optimizers([
             (self.generator_optimizer, self.generator.trainable_variables),
             (self.discriminator_optimizer, self.discriminator_variables)])

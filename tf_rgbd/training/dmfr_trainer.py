@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from tf_rgbd.config.recognizer import SGDConfig
 from tf_rgbd.losses import dmfr as dmfr_losses
-from tf_rgbd.models import heads
+from tf_rgbd.models import blocks, heads
 from tf_rgbd.models.dmfr import DMFRNetwork
 from tf_rgbd.training import strategy as strategy_lib
 from tf_rgbd.training.rgbd_trainer import build_optimizer
@@ -239,5 +239,6 @@ def build_trainer(network: DMFRNetwork, phase: str, loss_config, optimizer_confi
     trainer.built = True
     optimizer = build_optimizer(optimizer_config, steps_per_epoch, loss_scaling)
     trainer.compile(optimizer=optimizer, jit_compile=jit_compile, run_eagerly=run_eagerly)
+    blocks.set_fused_batch_norm_training(trainer, not jit_compile)
     strategy_lib.build_optimizers([(optimizer, trainer.trainable_variables_of_phase())])
     return trainer, optimizer

@@ -41,7 +41,7 @@ from tf_rgbd.data import pipeline
 from tf_rgbd.data import synthetic
 from tf_rgbd.data.synthetic import shape_targets as shape_targets_lib
 from tf_rgbd.losses import shape as shape_losses
-from tf_rgbd.models import loading
+from tf_rgbd.models import blocks, loading
 from tf_rgbd.models.joint_reconstruction import (JointReconstructionModel,
                                                  joint_model_from_config)
 from tf_rgbd.training import runner
@@ -380,6 +380,7 @@ class JointPhaseTask(runner.TrainingTask):
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         trainer.compile(optimizer=optimizer, jit_compile=config.run.jit_compile,
                         run_eagerly=config.run.run_eagerly)
+        blocks.set_fused_batch_norm_training(trainer, not config.run.jit_compile)
         strategy_lib.build_optimizers([(optimizer, trainer.trained_variables())])
         return runner.BuiltTrainer(trainer, {"model": model, "optimizer": optimizer})
 

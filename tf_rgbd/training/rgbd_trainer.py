@@ -26,7 +26,7 @@ import tensorflow as tf
 from tf_rgbd.config.recognizer import RecognizerLossConfig, RecognizerModelConfig, SGDConfig
 from tf_rgbd.data.modalities import select_inputs
 from tf_rgbd.losses import recognition as recognition_losses
-from tf_rgbd.models import heads
+from tf_rgbd.models import blocks, heads
 from tf_rgbd.models.recognizer import (STYLE_LABELS, SegmentationGuidedRecognizer,
                                        recognizer_from_config)
 from tf_rgbd.training import optimizers
@@ -235,5 +235,6 @@ def build_trainer(model_config: RecognizerModelConfig, loss_config: RecognizerLo
     trainer.built = True
     optimizer = build_optimizer(optimizer_config, steps_per_epoch, loss_scaling)
     trainer.compile(optimizer=optimizer, jit_compile=jit_compile, run_eagerly=run_eagerly)
+    blocks.set_fused_batch_norm_training(trainer, not jit_compile)
     strategy_lib.build_optimizers([(optimizer, recognizer.trainable_variables)])
     return trainer, optimizer

@@ -44,6 +44,7 @@ from tf_rgbd import config as config_lib
 from tf_rgbd import io_utils
 from tf_rgbd.config.run import RunConfig
 from tf_rgbd.data import pipeline, verify
+from tf_rgbd.models import blocks
 from tf_rgbd.training import callbacks as callbacks_lib
 from tf_rgbd.training import strategy as strategy_lib
 from tf_rgbd.training.checkpointing import RunCheckpoint
@@ -426,6 +427,8 @@ def _run(config: Any, task: TrainingTask, manifest: Mapping[str, Any],
         _check_cluster(run_config, role, context.replicas, excluded)
         with strategy.scope():
             built = task.build(context)
+            if not run_config.fused_batch_norm:
+                blocks.set_fused_batch_norm_training(built.trainer, False)
             checkpoint = RunCheckpoint(model_dir, max_to_keep=run_config.max_to_keep,
                                        restore_from=None if role.is_chief else shared_dir,
                                        **built.trackables)

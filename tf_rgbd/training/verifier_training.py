@@ -28,7 +28,7 @@ from tf_rgbd.config.verifier import (IDENTITIES_FILE, VERIFIER_FILE, DepthVerifi
                                      VerifierModelConfig)
 from tf_rgbd.data import pairs as pairs_lib
 from tf_rgbd.data import writer
-from tf_rgbd.models import loading
+from tf_rgbd.models import blocks, loading
 from tf_rgbd.models.siamese import SiameseDepthVerifier
 from tf_rgbd.training import runner
 from tf_rgbd.training.verifier_trainer import SiameseVerifierTrainer
@@ -85,6 +85,7 @@ class DepthVerifierTrainingTask(runner.TrainingTask):
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name="verifier_loss_scale")
         trainer.compile(optimizer=optimizer, jit_compile=config.run.jit_compile,
                         run_eagerly=config.run.run_eagerly)
+        blocks.set_fused_batch_norm_training(trainer, not config.run.jit_compile)
         trainer.build_for_training()
         return runner.BuiltTrainer(trainer, {"verifier": verifier, "optimizer": optimizer})
 
