@@ -38,6 +38,15 @@ class DemoConfig:
       recognizer_epochs: epochs of the recognizer and of the RGB baseline.
       recognizer_steps_per_epoch: optimiser steps per epoch.
       recognizer_batch_size: recognizer batch size.
+      recognizer_learning_rate, recognizer_augment, recognizer_dropout_rate: the recognizers'
+        SGD rate, input augmentation and embedding-head dropout. The paper's 0.1 / on / 0.4
+        are for 3.3 M images and large batches; at this budget (600 steps of 32 over 1,440
+        images) they kept ArcFace at its untrained loss (36.0 = s sin(m) + log C; training
+        accuracy 1-3 %) and the embeddings collapsed (different-identity cosine 0.94-0.99),
+        which no int8 artefact can reproduce. Measured on the demo's augmented data, RGB
+        branch, ArcFace (64, 0.5), 20 x 30 steps, lr x0.1 at epochs 10 and 16: rank-1 40.8 % with 0.01 / off / 0;
+        with a softmax head 39.2 % (0.01 / off / 0), 28.8 % (dropout 0.4), 25.7 % (augment),
+        25.9 % (both); lr 0.1 did not learn at all.
       embedding_dim: f_id / f_style size.
       export_formats: formats the ``pipeline`` graph is exported to (each behind its parity
         gate; a gated-out artefact is reported as failed with its figures).
@@ -69,9 +78,12 @@ class DemoConfig:
     depth_batch_size: int = 16
     depth_base_filters: int = 8
     depth_learning_rate: float = 2e-3
-    recognizer_epochs: int = 10
+    recognizer_epochs: int = 20
     recognizer_steps_per_epoch: int = 30
     recognizer_batch_size: int = 32
+    recognizer_learning_rate: float = 0.01
+    recognizer_augment: bool = False
+    recognizer_dropout_rate: float = 0.0
     embedding_dim: int = 64
     export_formats: tuple[str, ...] = DEMO_EXPORT_FORMATS
     calibration_samples: int = 64

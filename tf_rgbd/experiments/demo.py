@@ -271,8 +271,9 @@ def stage_augment(context: DemoContext) -> dict:
 
 
 def _decay_epochs(epochs: int) -> tuple[int, ...]:
-    """The paper's 6/10/17-of-20 schedule scaled to ``epochs`` (epochs inside the run only)."""
-    return tuple(sorted({round(epochs * fraction) for fraction in (0.3, 0.5, 0.85)}
+    """lr x0.1 at 50 % and 80 % of ``epochs`` (as the claims benchmark; epochs inside the run
+    only). The paper's 6/10/17-of-20 left a 10-epoch demo 3 epochs at the full rate."""
+    return tuple(sorted({round(epochs * fraction) for fraction in (0.5, 0.8)}
                         & set(range(1, epochs))))
 
 
@@ -285,10 +286,13 @@ def recognizer_experiment(context: DemoContext, variant: str):
     config = context.config
     base = recognizer_config.RecognizerExperimentConfig(
         model=recognizer_config.RecognizerModelConfig(
-            backbone="tiny", image_size=config.image_size, embedding_dim=config.embedding_dim),
+            backbone="tiny", image_size=config.image_size, embedding_dim=config.embedding_dim,
+            dropout_rate=config.recognizer_dropout_rate),
         optimizer=recognizer_config.SGDConfig(
+            learning_rate=config.recognizer_learning_rate,
             lr_decay_epochs=_decay_epochs(config.recognizer_epochs)),
         run=RunConfig(data_dir=context.generated_dir, batch_size=config.recognizer_batch_size,
+                      augment=config.recognizer_augment,
                       epochs=config.recognizer_epochs,
                       steps_per_epoch=config.recognizer_steps_per_epoch,
                       checkpoint_every_steps=max(1, config.recognizer_steps_per_epoch),
